@@ -1,0 +1,22 @@
+//! `ringress-ring`: the load-balancing algorithms of ringress, free of I/O.
+//!
+//! * [`HashRing`]: Skipper-compatible consistent hashing, 100 fixed positions
+//!   per endpoint, with bounded load.
+//! * [`PowerOfTwo`], [`RoundRobin`], [`Random`]: the other [`Balancer`]s.
+//! * [`Registry`]: in-flight counters keyed by endpoint address, shared by
+//!   every route and outliving ring rebuilds; [`InFlightGuard`] keeps them exact.
+#![forbid(unsafe_code)]
+
+mod balancer;
+mod choice;
+mod exclude;
+mod hash;
+mod registry;
+mod ring;
+
+pub use balancer::{build, Algorithm, Balancer, ConsistentHash, Pick, PickContext, DEFAULT_BALANCE_FACTOR};
+pub use choice::{PowerOfTwo, Random, RoundRobin, SplitMix64};
+pub use exclude::{Exclude, NoExclusion};
+pub use hash::{hash_key, xxh64};
+pub use registry::{Endpoint, InFlightGuard, Registry};
+pub use ring::{HashRing, POSITIONS_PER_ENDPOINT};

@@ -1,0 +1,2 @@
+#![forbid(unsafe_code)]
+//! Route file: parse, validate, match. Filled by the route-file issue.
