@@ -1,2 +1,13 @@
 //! The ringress proxy: pingora data plane, admin endpoint, metrics, route-file
 //! watching, Kubernetes discovery and LIFO admission.
+pub mod access_log;
+pub mod admin;
+pub mod cli;
+pub mod metrics;
+pub mod proxy;
+pub mod request;
+pub mod runtime;
+pub mod server;
+pub mod shutdown;
+pub mod state;
+pub mod watch;

@@ -1,1 +1,77 @@
-fn main() {}
+//! The `ringress` binary. `main` is a plain function: pingora builds its own
+//! runtimes inside `Server::run`.
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use ringress::cli::{Cli, Command};
+use ringress::server::{self, Settings};
+use ringress_ring::{hash_key, HashRing, Registry};
+use ringress_routes::RouteTable;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Check { file }) => check(&file),
+        Some(Command::Ring { endpoints, keys }) => ring(&endpoints, &keys),
+        None => serve(cli.serve),
+    }
+}
+
+fn check(file: &std::path::Path) -> ExitCode {
+    let origin = file.display().to_string();
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("{origin}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match RouteTable::parse(&origin, &text) {
+        Ok(table) => {
+            println!("{origin}: ok, {} routes", table.routes().len());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{origin}: {} error(s)", errors.0.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ring(endpoints: &[String], keys: &[String]) -> ExitCode {
+    let registry = Registry::new();
+    let ring = HashRing::new(endpoints.iter().map(|e| registry.endpoint(e)).collect());
+    let mut out = std::io::stdout().lock();
+    for key in keys {
+        let owner = ring
+            .owner(hash_key(key.as_bytes()))
+            .expect("endpoints given");
+        let _ = writeln!(out, "{key}\t{}", ring.endpoints()[owner].addr());
+    }
+    ExitCode::SUCCESS
+}
+
+fn serve(args: ringress::cli::ServeArgs) -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let Some(routes) = args.routes else {
+        eprintln!("ringress: --routes FILE is required (see --help)");
+        return ExitCode::from(2);
+    };
+    let settings = Settings {
+        routes,
+        listen: args.listen,
+        admin: args.admin,
+        threads: args.threads,
+        grace_period: args.grace_period,
+        access_log: args.access_log,
+    };
+    match server::run(settings) {
+        Ok(never) => match never {},
+        Err(e) => {
+            eprintln!("ringress: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -152,14 +152,23 @@ macro_rules! keyless_balancer {
     };
 }
 
-keyless_balancer!(PowerOfTwo, Algorithm::PowerOfRandomNChoices, |b, ctx, exclude| b
+keyless_balancer!(
+    PowerOfTwo,
+    Algorithm::PowerOfRandomNChoices,
+    |b, ctx, exclude| b.pick(ctx.random, exclude)
+);
+keyless_balancer!(RoundRobin, Algorithm::RoundRobin, |b, _ctx, exclude| b
+    .pick(exclude));
+keyless_balancer!(Random, Algorithm::Random, |b, ctx, exclude| b
     .pick(ctx.random, exclude));
-keyless_balancer!(RoundRobin, Algorithm::RoundRobin, |b, _ctx, exclude| b.pick(exclude));
-keyless_balancer!(Random, Algorithm::Random, |b, ctx, exclude| b.pick(ctx.random, exclude));
 
 /// Builds the balancer for `algorithm` over `endpoints`. `factor` applies to
 /// consistent hashing only.
-pub fn build(algorithm: Algorithm, endpoints: Vec<Arc<Endpoint>>, factor: f64) -> Arc<dyn Balancer> {
+pub fn build(
+    algorithm: Algorithm,
+    endpoints: Vec<Arc<Endpoint>>,
+    factor: f64,
+) -> Arc<dyn Balancer> {
     match algorithm {
         Algorithm::ConsistentHash => Arc::new(ConsistentHash::new(endpoints, factor)),
         Algorithm::PowerOfRandomNChoices => Arc::new(PowerOfTwo::new(endpoints)),

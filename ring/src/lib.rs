@@ -14,7 +14,9 @@ mod hash;
 mod registry;
 mod ring;
 
-pub use balancer::{build, Algorithm, Balancer, ConsistentHash, Pick, PickContext, DEFAULT_BALANCE_FACTOR};
+pub use balancer::{
+    build, Algorithm, Balancer, ConsistentHash, Pick, PickContext, DEFAULT_BALANCE_FACTOR,
+};
 pub use choice::{PowerOfTwo, Random, RoundRobin, SplitMix64};
 pub use exclude::{Exclude, NoExclusion};
 pub use hash::{hash_key, xxh64};

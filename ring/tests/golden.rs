@@ -53,7 +53,14 @@ fn three_endpoints_match_skipper() {
 fn two_endpoints_match_skipper() {
     let registry = Registry::new();
     let ring = ConsistentHash::new(endpoints(&registry, &[A, B]), 2.0);
-    for (key, want) in [("1", A), ("2", B), ("3", B), ("5", A), ("123", A), ("abc", B)] {
+    for (key, want) in [
+        ("1", A),
+        ("2", B),
+        ("3", B),
+        ("5", A),
+        ("123", A),
+        ("abc", B),
+    ] {
         assert_eq!(chosen(&ring, key), want, "key {key:?}");
     }
 }

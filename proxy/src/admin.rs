@@ -1,0 +1,199 @@
+//! The admin listener: `/metrics`, `/healthz`, `/readyz`, `/routes`, `/ring`.
+//!
+//! It runs as a background service rather than a pingora listener so that it
+//! keeps answering (`/readyz` → 503) while the proxy listener drains.
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use ringress_ring::{hash_key, NoExclusion, PickContext};
+use serde_json::json;
+
+use crate::state::Ingress;
+
+/// Serves admin requests on `listener` until the process exits.
+pub async fn serve(listener: std::net::TcpListener, ingress: Arc<Ingress>) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("admin listener: {e}");
+            return;
+        }
+    };
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                log::warn!("admin accept: {e}");
+                continue;
+            }
+        };
+        let ingress = Arc::clone(&ingress);
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let ingress = Arc::clone(&ingress);
+                async move { Ok::<_, Infallible>(handle(&ingress, &req)) }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn handle(ingress: &Ingress, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let query = req.uri().query().unwrap_or("");
+    match req.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n".into()),
+        "/readyz" => readyz(ingress),
+        "/metrics" => {
+            let mut resp = text(StatusCode::OK, ingress.metrics.render());
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            resp
+        }
+        "/routes" => routes(ingress),
+        "/ring" => ring(ingress, query),
+        _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
+    }
+}
+
+fn readyz(ingress: &Ingress) -> Response<Full<Bytes>> {
+    if ingress.is_draining() {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n".into());
+    }
+    let unsynced = ingress.unsynced_services();
+    if !unsynced.is_empty() {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("services not synced: {}\n", unsynced.join(", ")),
+        );
+    }
+    text(StatusCode::OK, "ready\n".into())
+}
+
+fn routes(ingress: &Ingress) -> Response<Full<Bytes>> {
+    let runtime = ingress.runtime();
+    let routes: Vec<_> = runtime
+        .routes
+        .iter()
+        .map(|rr| {
+            let endpoints: Vec<_> = rr.pool.as_ref().map_or_else(Vec::new, |pool| {
+                pool.balancer
+                    .endpoints()
+                    .iter()
+                    .map(|e| json!({"address": e.addr(), "in_flight": e.in_flight()}))
+                    .collect()
+            });
+            json!({"route": &*rr.route, "endpoints": endpoints})
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        json!({"generation": ingress.generation(), "routes": routes}),
+    )
+}
+
+fn ring(ingress: &Ingress, query: &str) -> Response<Full<Bytes>> {
+    let mut route = None;
+    let mut key = None;
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("route", v)) => route = Some(percent_decode(v)),
+            Some(("key", v)) => key = Some(percent_decode(v)),
+            _ => {}
+        }
+    }
+    let (Some(route), Some(key)) = (route, key) else {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "usage: /ring?route=NAME&key=KEY"}),
+        );
+    };
+    let runtime = ingress.runtime();
+    let Some(rr) = runtime.route(&route) else {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            json!({"error": format!("no route named {route:?}")}),
+        );
+    };
+    let Some(pool) = &rr.pool else {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"error": format!("route {route:?} answers by itself (status backend)")}),
+        );
+    };
+    let ctx = PickContext {
+        key_hash: hash_key(key.as_bytes()),
+        random: crate::request::random_u64(),
+    };
+    let Some(pick) = pool.balancer.pick(&ctx, &NoExclusion) else {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "no endpoints", "route": route, "key": key}),
+        );
+    };
+    let endpoints = pool.balancer.endpoints();
+    json_response(
+        StatusCode::OK,
+        json!({
+            "route": route,
+            "key": key,
+            "algorithm": pool.balancer.algorithm().name(),
+            "endpoint": endpoints[pick.endpoint].addr(),
+            "in_flight": endpoints[pick.endpoint].in_flight(),
+            "owner": endpoints[pick.owner].addr(),
+            "spilled": pick.spilled(),
+        }),
+    )
+}
+
+fn percent_decode(s: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = match bytes[i] {
+            b'+' => Some((b' ', 1)),
+            b'%' if i + 2 < bytes.len() => hex(bytes[i + 1])
+                .zip(hex(bytes[i + 2]))
+                .map(|(h, l)| (h << 4 | l, 3)),
+            _ => None,
+        };
+        let (byte, width) = decoded.unwrap_or((bytes[i], 1));
+        out.push(byte);
+        i += width;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(value.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}

@@ -1,0 +1,94 @@
+//! Command line: serve, `check`, `ring`.
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ringress",
+    version,
+    about = "Kubernetes ingress with consistent-hash load balancing and bounded load",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// The route file (YAML); reloaded when it changes.
+    #[arg(long, value_name = "FILE")]
+    pub routes: Option<PathBuf>,
+    /// Address of the proxy listener.
+    #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR")]
+    pub listen: String,
+    /// Address of the admin listener (/metrics, /healthz, /readyz, /routes, /ring).
+    #[arg(long, default_value = "127.0.0.1:9911", value_name = "ADDR")]
+    pub admin: String,
+    /// Worker threads of the proxy listener.
+    #[arg(long, default_value_t = default_threads(), value_name = "N")]
+    pub threads: usize,
+    /// After SIGTERM, how long requests in flight may take to finish.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub grace_period: Duration,
+    /// Write one JSON line per request to stdout.
+    #[arg(long)]
+    pub access_log: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate a route file, like `nginx -t`: exit 0, or print the errors and exit 1.
+    Check {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Print the endpoint owning each key on a ring of the given endpoints.
+    Ring {
+        /// Comma-separated endpoint addresses, e.g. http://10.0.0.1:8080,http://10.0.0.2:8080
+        #[arg(long, value_delimiter = ',', required = true)]
+        endpoints: Vec<String>,
+        #[arg(value_name = "KEY", required = true)]
+        keys: Vec<String>,
+    },
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `500ms`, `10s`, `1m`, `1m30s`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|e| e.to_string());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("{s:?}: missing unit (ms, s, m, h)"))?;
+        let (number, tail) = rest.split_at(digits);
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let value: f64 = number
+            .parse()
+            .map_err(|_| format!("{s:?}: bad number {number:?}"))?;
+        let scale = match unit {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
+        };
+        total += Duration::try_from_secs_f64(value * scale).map_err(|e| e.to_string())?;
+        rest = tail;
+    }
+    Ok(total)
+}

@@ -1,0 +1,264 @@
+//! Prometheus metrics. Per-route and per-endpoint handles are resolved once
+//! when a runtime is built, so the hot path never looks up labels.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+
+/// Latency buckets from 0.5 ms to 30 s: an ingress spans cache hits and slow batches.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Methods with their own label value; anything else counts as "other".
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "other",
+];
+const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
+
+/// Route label for requests that matched no route.
+pub const NO_ROUTE: &str = "";
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
+    upstream_duration: HistogramVec,
+    spills: IntCounterVec,
+    retries: IntCounterVec,
+    upstream_failures: IntCounterVec,
+    pub reloads: IntCounter,
+    pub reload_failures: IntCounter,
+    pub route_generation: IntGauge,
+    routes: Mutex<HashMap<String, Arc<RouteMetrics>>>,
+}
+
+/// Handles for one route, shared by every runtime that carries the route.
+pub struct RouteMetrics {
+    requests: IntCounterVec,
+    name: String,
+    /// `[method][status class]`, created on first use so idle combinations stay
+    /// out of the exposition.
+    counters: [[OnceLock<IntCounter>; STATUS_CLASSES.len()]; METHODS.len()],
+    pub duration: Histogram,
+    pub spills: IntCounter,
+    pub retries: IntCounter,
+    pub upstream_failures: IntCounter,
+}
+
+impl RouteMetrics {
+    #[inline]
+    pub fn count(&self, method: &str, status: u16) {
+        let m = METHODS[..METHODS.len() - 1]
+            .iter()
+            .position(|&known| known == method)
+            .unwrap_or(METHODS.len() - 1);
+        let c = match status {
+            100..=199 => 0,
+            200..=299 => 1,
+            300..=399 => 2,
+            400..=499 => 3,
+            500..=599 => 4,
+            _ => 5,
+        };
+        self.counters[m][c]
+            .get_or_init(|| {
+                self.requests
+                    .with_label_values(&[&self.name, METHODS[m], STATUS_CLASSES[c]])
+            })
+            .inc();
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "ringress_requests_total",
+                "Requests served, by route, method and status class",
+            ),
+            &["route", "method", "status_class"],
+        )
+        .unwrap();
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "ringress_request_duration_seconds",
+                "Time from request headers to the end of the response, by route",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route"],
+        )
+        .unwrap();
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "ringress_upstream_duration_seconds",
+                "Time from choosing an endpoint to the end of its response, by endpoint",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["endpoint"],
+        )
+        .unwrap();
+        let spills = IntCounterVec::new(
+            Opts::new(
+                "ringress_bounded_load_spills_total",
+                "Requests served by another endpoint than their key's owner because of bounded load",
+            ),
+            &["route"],
+        )
+        .unwrap();
+        let retries = IntCounterVec::new(
+            Opts::new(
+                "ringress_retries_total",
+                "Connection failures retried on the next candidate",
+            ),
+            &["route"],
+        )
+        .unwrap();
+        let upstream_failures = IntCounterVec::new(
+            Opts::new(
+                "ringress_upstream_connect_failures_total",
+                "Failed connection attempts to endpoints, by route",
+            ),
+            &["route"],
+        )
+        .unwrap();
+        let reloads = IntCounter::new(
+            "ringress_route_reloads_total",
+            "Route tables compiled and put in force",
+        )
+        .unwrap();
+        let reload_failures = IntCounter::new(
+            "ringress_route_reload_failures_total",
+            "Route files that failed to compile (the previous table stayed in force)",
+        )
+        .unwrap();
+        let route_generation = IntGauge::new(
+            "ringress_route_table_generation",
+            "Generation of the route table in force",
+        )
+        .unwrap();
+        for c in [
+            Box::new(requests.clone()) as Box<dyn Collector>,
+            Box::new(request_duration.clone()),
+            Box::new(upstream_duration.clone()),
+            Box::new(spills.clone()),
+            Box::new(retries.clone()),
+            Box::new(upstream_failures.clone()),
+            Box::new(reloads.clone()),
+            Box::new(reload_failures.clone()),
+            Box::new(route_generation.clone()),
+        ] {
+            registry.register(c).unwrap();
+        }
+        Self {
+            registry,
+            requests,
+            request_duration,
+            upstream_duration,
+            spills,
+            retries,
+            upstream_failures,
+            reloads,
+            reload_failures,
+            route_generation,
+            routes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The handles for `route`, created once per route name.
+    pub fn route(&self, route: &str) -> Arc<RouteMetrics> {
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = routes.get(route) {
+            return Arc::clone(m);
+        }
+        let m = Arc::new(RouteMetrics {
+            requests: self.requests.clone(),
+            name: route.to_string(),
+            counters: Default::default(),
+            duration: self.request_duration.with_label_values(&[route]),
+            spills: self.spills.with_label_values(&[route]),
+            retries: self.retries.with_label_values(&[route]),
+            upstream_failures: self.upstream_failures.with_label_values(&[route]),
+        });
+        routes.insert(route.to_string(), Arc::clone(&m));
+        m
+    }
+
+    pub fn upstream(&self, endpoint: &str) -> Histogram {
+        self.upstream_duration.with_label_values(&[endpoint])
+    }
+
+    /// Prometheus text exposition of everything registered.
+    pub fn render(&self) -> String {
+        let families = self.registry.gather();
+        let mut out = String::new();
+        prometheus::TextEncoder::new()
+            .encode_utf8(&families, &mut out)
+            .expect("text encoding of gathered metrics");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A collector whose samples are computed at scrape time by a closure, for
+/// values that already live elsewhere (in-flight counts in the endpoint
+/// registry, endpoints per route in the runtime) and so cost nothing per request.
+pub struct ScrapeGauge<F> {
+    desc: Desc,
+    label: &'static str,
+    read: F,
+}
+
+impl<F> ScrapeGauge<F>
+where
+    F: Fn() -> Vec<(String, f64)> + Send + Sync,
+{
+    pub fn new(name: &str, help: &str, label: &'static str, read: F) -> Self {
+        let desc = Desc::new(name.into(), help.into(), vec![label.into()], HashMap::new())
+            .expect("valid metric description");
+        Self { desc, label, read }
+    }
+}
+
+impl<F> Collector for ScrapeGauge<F>
+where
+    F: Fn() -> Vec<(String, f64)> + Send + Sync,
+{
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        use prometheus::proto::{Gauge, LabelPair, Metric, MetricType};
+        let mut family = MetricFamily::default();
+        family.set_name(self.desc.fq_name.clone());
+        family.set_help(self.desc.help.clone());
+        family.set_field_type(MetricType::GAUGE);
+        for (label, value) in (self.read)() {
+            let mut pair = LabelPair::default();
+            pair.set_name(self.label.to_string());
+            pair.set_value(label);
+            let mut gauge = Gauge::default();
+            gauge.set_value(value);
+            let mut metric = Metric::default();
+            metric.set_label(vec![pair].into());
+            metric.set_gauge(gauge);
+            family.mut_metric().push(metric);
+        }
+        vec![family]
+    }
+}

@@ -1,0 +1,420 @@
+//! The data plane: pingora's `ProxyHttp` driven by the route table.
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType, Result};
+use ringress_ring::{hash_key, Algorithm, InFlightGuard, PickContext};
+use ringress_routes::RequestParts;
+
+use crate::access_log;
+use crate::request::{add_forwarded, random_u64, strip_hop_by_hop, RequestView};
+use crate::runtime::{RouteRuntime, Runtime};
+use crate::state::{ActiveRequest, Ingress};
+
+pub struct Proxy {
+    ingress: Arc<Ingress>,
+}
+
+impl Proxy {
+    pub fn new(ingress: Arc<Ingress>) -> Self {
+        Self { ingress }
+    }
+}
+
+/// Why the proxy answered an error itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    NoEndpoints,
+    AllFailed,
+}
+
+pub struct Ctx {
+    _active: ActiveRequest,
+    start: Instant,
+    runtime: Option<Arc<Runtime>>,
+    route: usize,
+    key_hash: u64,
+    /// Endpoints whose connection failed during this request.
+    tried: Vec<usize>,
+    connect_failures: u32,
+    endpoint: Option<usize>,
+    upstream_start: Option<Instant>,
+    guard: Option<InFlightGuard>,
+    spilled: bool,
+    /// `upstream_peer` ran at least once.
+    peer_chosen: bool,
+    failure: Option<Failure>,
+    /// Status of a response the proxy wrote itself.
+    answered: Option<u16>,
+}
+
+impl Ctx {
+    fn route(&self) -> Option<&RouteRuntime> {
+        self.runtime.as_ref().map(|rt| &rt.routes[self.route])
+    }
+}
+
+thread_local! {
+    /// Reused key buffer: resolving a template allocates nothing per request.
+    static KEY: RefCell<String> = RefCell::new(String::with_capacity(64));
+}
+
+enum Decision {
+    Proxy { route: usize, key_hash: u64 },
+    Answer(u16, &'static str),
+}
+
+/// Options of a response the proxy writes itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Answer {
+    pub retry_after: bool,
+    /// Say the connection closes after this response (when pingora will close it).
+    pub close: bool,
+}
+
+/// Writes a complete one-line text response, keeping the connection alive
+/// (pingora's `respond_error` would force `Connection: close`).
+pub async fn answer(
+    session: &mut Session,
+    status: u16,
+    body: &'static str,
+    how: Answer,
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(4))?;
+    resp.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+    resp.insert_header(header::CONTENT_LENGTH, body.len())?;
+    if how.retry_after {
+        resp.insert_header(header::RETRY_AFTER, "1")?;
+    }
+    if how.close {
+        // pingora writes `Connection` from the session's keep-alive state.
+        session.as_downstream_mut().set_keepalive(None);
+    }
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session
+        .write_response_header(Box::new(resp), head_only)
+        .await?;
+    if !head_only {
+        session
+            .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
+            .await?;
+    }
+    Ok(())
+}
+
+fn status_line(status: u16) -> &'static str {
+    match status {
+        200 => "ok\n",
+        204 => "",
+        301 | 302 | 307 | 308 => "redirect\n",
+        400 => "bad request\n",
+        401 => "unauthorized\n",
+        403 => "forbidden\n",
+        404 => "not found\n",
+        410 => "gone\n",
+        429 => "too many requests\n",
+        500 => "internal error\n",
+        503 => "unavailable\n",
+        _ => "\n",
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Proxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            _active: self.ingress.track_request(),
+            start: Instant::now(),
+            runtime: None,
+            route: 0,
+            key_hash: 0,
+            tried: Vec::new(),
+            connect_failures: 0,
+            endpoint: None,
+            upstream_start: None,
+            guard: None,
+            spilled: false,
+            peer_chosen: false,
+            failure: None,
+            answered: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let runtime = self.ingress.runtime();
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let decision = {
+            let view = RequestView {
+                req: session.req_header(),
+                peer,
+            };
+            match runtime.table.find(&view) {
+                None => Decision::Answer(404, "no route\n"),
+                Some(m) => {
+                    let index = runtime.index_of(m.route).expect("route of the same table");
+                    let rr = &runtime.routes[index];
+                    match &rr.pool {
+                        None => match rr.route.backend.target {
+                            ringress_routes::BackendTarget::Status(code) => {
+                                Decision::Answer(code, status_line(code))
+                            }
+                            _ => Decision::Answer(500, "internal error\n"),
+                        },
+                        Some(pool) if pool.balancer.endpoints().is_empty() => {
+                            Decision::Answer(503, "no endpoints\n")
+                        }
+                        Some(pool) => {
+                            let key_hash = if pool.balancer.algorithm() == Algorithm::ConsistentHash
+                            {
+                                KEY.with(|key| {
+                                    let mut key = key.borrow_mut();
+                                    rr.route.hash_key(&m, &view, &mut key);
+                                    hash_key(key.as_bytes())
+                                })
+                            } else {
+                                0
+                            };
+                            Decision::Proxy {
+                                route: index,
+                                key_hash,
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        match decision {
+            Decision::Answer(status, body) => {
+                ctx.answered = Some(status);
+                if status != 404 {
+                    // Keep the route for metrics and logs.
+                    if let Some(m) = runtime.table.find(&RequestView {
+                        req: session.req_header(),
+                        peer,
+                    }) {
+                        ctx.route = runtime.index_of(m.route).unwrap_or(0);
+                        ctx.runtime = Some(Arc::clone(&runtime));
+                    }
+                }
+                answer(session, status, body, Answer::default()).await?;
+                Ok(true)
+            }
+            Decision::Proxy { route, key_hash } => {
+                ctx.route = route;
+                ctx.key_hash = key_hash;
+                ctx.runtime = Some(runtime);
+                Ok(false)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        ctx.peer_chosen = true;
+        let runtime = ctx
+            .runtime
+            .clone()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route chosen"))?;
+        let rr = &runtime.routes[ctx.route];
+        let pool = rr
+            .pool
+            .as_ref()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "route has no pool"))?;
+        let tried = &ctx.tried;
+        let exclude = |i: usize| tried.contains(&i) || pool.upstreams[i].addr.is_none();
+        let pick_ctx = PickContext {
+            key_hash: ctx.key_hash,
+            random: random_u64(),
+        };
+        let Some(pick) = pool.balancer.pick(&pick_ctx, &exclude) else {
+            let failure = if ctx.tried.is_empty() {
+                Failure::NoEndpoints
+            } else {
+                Failure::AllFailed
+            };
+            ctx.failure = Some(failure);
+            return Err(Error::explain(
+                ErrorType::ConnectNoRoute,
+                "no candidate endpoint left",
+            ));
+        };
+        if pick.spilled() {
+            ctx.spilled = true;
+            rr.metrics.spills.inc();
+        }
+        let upstream = &pool.upstreams[pick.endpoint];
+        let addr = upstream.addr.expect("unresolved endpoints are excluded");
+        ctx.guard = Some(pool.balancer.endpoints()[pick.endpoint].acquire());
+        ctx.endpoint = Some(pick.endpoint);
+        ctx.upstream_start = Some(Instant::now());
+        let sni = if upstream.tls {
+            upstream.sni.clone()
+        } else {
+            String::new()
+        };
+        let mut peer = HttpPeer::new(addr, upstream.tls, sni);
+        let timeouts = &rr.route.backend.timeouts;
+        peer.options.connection_timeout = Some(timeouts.connect);
+        peer.options.read_timeout = Some(timeouts.response);
+        peer.options.write_timeout = Some(timeouts.response);
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let retries = match ctx.route() {
+            Some(rr) => {
+                rr.metrics.upstream_failures.inc();
+                rr.route.backend.retries
+            }
+            None => 0,
+        };
+        if let Some(i) = ctx.endpoint.take() {
+            ctx.tried.push(i);
+        }
+        ctx.guard = None;
+        ctx.connect_failures += 1;
+        if ctx.connect_failures <= retries {
+            if let Some(rr) = ctx.route() {
+                rr.metrics.retries.inc();
+            }
+            e.set_retry(true);
+        } else {
+            ctx.failure = Some(Failure::AllFailed);
+            e.set_retry(false);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        strip_hop_by_hop(upstream);
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        add_forwarded(upstream, client, "http");
+        if let Some(rr) = ctx.route() {
+            for (name, value) in &rr.route.request_headers {
+                upstream.insert_header(name.clone(), value.as_str())?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if upstream.status != http::StatusCode::SWITCHING_PROTOCOLS {
+            upstream.remove_header(&header::CONNECTION);
+        }
+        upstream.remove_header("keep-alive");
+        upstream.remove_header("proxy-connection");
+        if let Some(rr) = ctx.route() {
+            for (name, value) in &rr.route.response_headers {
+                upstream.insert_header(name.clone(), value.as_str())?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let (code, body): (u16, &'static str) = match ctx.failure {
+            Some(Failure::NoEndpoints) => (503, "no endpoints\n"),
+            Some(Failure::AllFailed) => (502, "all endpoints failed\n"),
+            None => match (e.esource(), e.etype()) {
+                (_, ErrorType::HTTPStatus(code)) => (*code, status_line(*code)),
+                (ErrorSource::Upstream, ErrorType::ReadTimedout | ErrorType::WriteTimedout) => {
+                    (504, "upstream timeout\n")
+                }
+                (ErrorSource::Upstream, _) => (502, "upstream error\n"),
+                (
+                    ErrorSource::Downstream,
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed,
+                ) => (0, ""),
+                (ErrorSource::Downstream, _) => (400, "bad request\n"),
+                _ => (500, "internal error\n"),
+            },
+        };
+        // pingora honours reuse only for errors before an upstream was chosen;
+        // otherwise it closes, and the client should be told.
+        let reusable_after = !ctx.peer_chosen;
+        let mut reusable = false;
+        if code > 0 && session.response_written().is_none() {
+            let how = Answer {
+                retry_after: false,
+                close: !reusable_after,
+            };
+            reusable = answer(session, code, body, how).await.is_ok() && reusable_after;
+            ctx.answered = Some(code);
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: reusable,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        // Free the endpoint first: the response is complete.
+        ctx.guard = None;
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .or(ctx.answered)
+            .unwrap_or(0);
+        let elapsed = ctx.start.elapsed();
+        let method = session.req_header().method.as_str();
+        let rr = ctx.route();
+        let metrics = rr.map_or(&self.ingress.no_route, |rr| &rr.metrics);
+        metrics.count(method, status);
+        metrics.duration.observe(elapsed.as_secs_f64());
+        let endpoint = match (rr, ctx.endpoint, ctx.upstream_start) {
+            (Some(rr), Some(i), Some(t)) => rr.pool.as_ref().map(|pool| {
+                pool.upstreams[i].latency.observe(t.elapsed().as_secs_f64());
+                pool.balancer.endpoints()[i].addr()
+            }),
+            _ => None,
+        };
+        if self.ingress.access_log {
+            let req = session.req_header();
+            access_log::write(&access_log::Entry {
+                client: session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip()),
+                method,
+                host: RequestView { req, peer: None }.host(),
+                path: req.uri.path(),
+                route: rr.map(|r| r.route.name.as_str()),
+                endpoint,
+                status,
+                spilled: ctx.spilled,
+                retries: ctx.connect_failures,
+                duration: elapsed,
+            });
+        }
+    }
+}

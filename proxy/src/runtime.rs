@@ -1,0 +1,177 @@
+//! The routing state in force: the compiled route table joined with each
+//! route's balancer and upstream handles. Built off the hot path and swapped
+//! whole; unchanged balancers are carried over so their rings are not rebuilt.
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+
+use prometheus::Histogram;
+use ringress_ring::{build, Algorithm, Balancer, Registry};
+use ringress_routes::{BackendTarget, Route, RouteTable, ServiceRef};
+
+use crate::metrics::{Metrics, RouteMetrics};
+
+/// Where to connect for one balancer endpoint.
+pub struct Upstream {
+    /// `None` when the host did not resolve; the endpoint is then never chosen.
+    pub addr: Option<SocketAddr>,
+    pub tls: bool,
+    pub sni: String,
+    pub latency: Histogram,
+}
+
+/// A balancer with the connection details of its endpoints (same indices).
+pub struct Pool {
+    pub balancer: Arc<dyn Balancer>,
+    pub upstreams: Vec<Upstream>,
+    /// The endpoint list it was built from, to recognise it on the next build.
+    addrs: Vec<String>,
+    factor_bits: u64,
+}
+
+pub struct RouteRuntime {
+    pub route: Arc<Route>,
+    /// `None` for `status` backends.
+    pub pool: Option<Arc<Pool>>,
+    pub metrics: Arc<RouteMetrics>,
+}
+
+pub struct Runtime {
+    pub table: Arc<RouteTable>,
+    /// Parallel to `table.routes()`.
+    pub routes: Vec<RouteRuntime>,
+    by_name: HashMap<String, usize>,
+}
+
+/// Endpoints discovered for Kubernetes Services; routes naming a Service read
+/// their endpoint list from here.
+pub type ServiceEndpoints = HashMap<ServiceRef, Vec<String>>;
+
+impl Runtime {
+    pub fn empty() -> Self {
+        Self {
+            table: Arc::new(RouteTable::empty()),
+            routes: Vec::new(),
+            by_name: HashMap::new(),
+        }
+    }
+
+    /// Joins `table` with balancers. Pools of `previous` whose endpoints and
+    /// settings are unchanged are reused as they are.
+    pub fn build(
+        table: Arc<RouteTable>,
+        services: &ServiceEndpoints,
+        previous: &Runtime,
+        registry: &Registry,
+        metrics: &Metrics,
+    ) -> Self {
+        let mut reusable: HashMap<(Algorithm, u64, &[String]), &Arc<Pool>> = HashMap::new();
+        for rt in &previous.routes {
+            if let Some(pool) = &rt.pool {
+                reusable.insert(
+                    (pool.balancer.algorithm(), pool.factor_bits, &pool.addrs[..]),
+                    pool,
+                );
+            }
+        }
+        let mut routes = Vec::with_capacity(table.routes().len());
+        let mut by_name = HashMap::with_capacity(table.routes().len());
+        for (i, route) in table.routes().iter().enumerate() {
+            let backend = &route.backend;
+            let addrs: Option<&[String]> = match &backend.target {
+                BackendTarget::Endpoints(list) => Some(list),
+                BackendTarget::Service(svc) => Some(services.get(svc).map_or(&[][..], |v| v)),
+                BackendTarget::Status(_) => None,
+            };
+            let pool = addrs.map(|addrs| {
+                let factor = if backend.algorithm == Algorithm::ConsistentHash {
+                    route.balance_factor
+                } else {
+                    1.0
+                };
+                let key = (backend.algorithm, factor.to_bits(), addrs);
+                match reusable.get(&key) {
+                    Some(pool) => Arc::clone(pool),
+                    None => Arc::new(Pool::new(
+                        backend.algorithm,
+                        factor,
+                        addrs,
+                        registry,
+                        metrics,
+                    )),
+                }
+            });
+            by_name.insert(route.name.clone(), i);
+            routes.push(RouteRuntime {
+                route: Arc::clone(route),
+                pool,
+                metrics: metrics.route(&route.name),
+            });
+        }
+        Self {
+            table,
+            routes,
+            by_name,
+        }
+    }
+
+    pub fn route(&self, name: &str) -> Option<&RouteRuntime> {
+        self.by_name.get(name).map(|&i| &self.routes[i])
+    }
+
+    /// Index of `route` (an `Arc` from `self.table`) in `self.routes`.
+    pub fn index_of(&self, route: &Arc<Route>) -> Option<usize> {
+        self.by_name.get(&route.name).copied()
+    }
+}
+
+impl Pool {
+    fn new(
+        algorithm: Algorithm,
+        factor: f64,
+        addrs: &[String],
+        registry: &Registry,
+        metrics: &Metrics,
+    ) -> Self {
+        let endpoints = addrs.iter().map(|a| registry.endpoint(a)).collect();
+        let upstreams = addrs
+            .iter()
+            .map(|a| Upstream::resolve(a, metrics))
+            .collect();
+        Self {
+            balancer: build(algorithm, endpoints, factor),
+            upstreams,
+            addrs: addrs.to_vec(),
+            factor_bits: factor.to_bits(),
+        }
+    }
+}
+
+impl Upstream {
+    fn resolve(endpoint: &str, metrics: &Metrics) -> Self {
+        let (tls, rest) = match endpoint.split_once("://") {
+            Some(("https", rest)) => (true, rest),
+            Some((_, rest)) => (false, rest),
+            None => (false, endpoint),
+        };
+        let authority = rest.split('/').next().unwrap_or(rest);
+        let host = match authority.rsplit_once(':') {
+            Some((host, _)) => host.trim_start_matches('[').trim_end_matches(']'),
+            None => authority,
+        };
+        // Literal IPs parse without a lookup; names resolve once per ring build.
+        let addr = authority
+            .parse::<SocketAddr>()
+            .ok()
+            .or_else(|| authority.to_socket_addrs().ok().and_then(|mut a| a.next()));
+        if addr.is_none() {
+            log::error!("endpoint {endpoint}: address does not resolve; it will not be chosen");
+        }
+        Self {
+            addr,
+            tls,
+            sni: host.to_string(),
+            latency: metrics.upstream(endpoint),
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Assembles the pingora server: proxy listener, admin listener, route-file
+//! watcher and signal handling.
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use ringress_routes::RouteTable;
+
+use crate::proxy::Proxy;
+use crate::shutdown::DrainOnSignal;
+use crate::state::Ingress;
+
+pub struct Settings {
+    pub routes: PathBuf,
+    pub listen: String,
+    pub admin: String,
+    pub threads: usize,
+    pub grace_period: Duration,
+    pub access_log: bool,
+}
+
+/// A start-up failure, reported to the operator before anything serves.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Loads and validates everything, then serves until a signal ends the process.
+pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
+    let origin = settings.routes.display().to_string();
+    let text = std::fs::read_to_string(&settings.routes)
+        .map_err(|e| StartError(format!("{origin}: {e}")))?;
+    let table = RouteTable::parse(&origin, &text).map_err(|e| StartError(e.to_string()))?;
+    let ingress = Ingress::new(&origin, table, settings.access_log);
+
+    // pingora binds inside `run` and only logs a failure there; check first so
+    // a busy port is a clear start-up error.
+    TcpListener::bind(&settings.listen)
+        .map_err(|e| StartError(format!("--listen {}: {e}", settings.listen)))?;
+    let admin = TcpListener::bind(&settings.admin)
+        .map_err(|e| StartError(format!("--admin {}: {e}", settings.admin)))?;
+    admin
+        .set_nonblocking(true)
+        .map_err(|e| StartError(format!("--admin {}: {e}", settings.admin)))?;
+
+    let grace = settings.grace_period.as_secs().max(1);
+    let conf = ServerConf {
+        threads: settings.threads.max(1),
+        grace_period_seconds: Some(grace),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Proxy::new(Arc::clone(&ingress)),
+        "ringress proxy",
+    );
+    proxy.add_tcp(&settings.listen);
+    server.add_service(proxy);
+    server.add_service(background_service(
+        "admin",
+        AdminService {
+            listener: Mutex::new(Some(admin)),
+            ingress: Arc::clone(&ingress),
+        },
+    ));
+    server.add_service(background_service(
+        "route file",
+        RouteWatcher {
+            path: settings.routes.clone(),
+            initial: text,
+            ingress: Arc::clone(&ingress),
+        },
+    ));
+    log::info!(
+        "ringress {} serving {} routes on {}, admin on {}",
+        env!("CARGO_PKG_VERSION"),
+        ingress.runtime().routes.len(),
+        settings.listen,
+        settings.admin
+    );
+    server.run(RunArgs {
+        shutdown_signal: Box::new(DrainOnSignal { ingress }),
+    });
+    std::process::exit(0)
+}
+
+struct AdminService {
+    listener: Mutex<Option<TcpListener>>,
+    ingress: Arc<Ingress>,
+}
+
+#[async_trait]
+impl BackgroundService for AdminService {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        let listener = self
+            .listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(listener) = listener {
+            crate::admin::serve(listener, Arc::clone(&self.ingress)).await;
+        }
+    }
+}
+
+struct RouteWatcher {
+    path: PathBuf,
+    initial: String,
+    ingress: Arc<Ingress>,
+}
+
+#[async_trait]
+impl BackgroundService for RouteWatcher {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        crate::watch::watch_routes(
+            self.path.clone(),
+            self.initial.clone(),
+            Arc::clone(&self.ingress),
+        )
+        .await;
+    }
+}

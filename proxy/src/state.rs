@@ -1,0 +1,237 @@
+//! State shared by the data plane, the admin listener, the route-file watcher
+//! and discovery.
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use arc_swap::ArcSwap;
+use ringress_ring::Registry;
+use ringress_routes::{BackendTarget, RouteErrors, RouteSource, RouteTable, ServiceRef};
+
+use crate::metrics::{Metrics, RouteMetrics, ScrapeGauge, NO_ROUTE};
+use crate::runtime::{Runtime, ServiceEndpoints};
+
+/// Told which Services the route table references, so it can watch them.
+pub trait ServiceWatch: Send + Sync {
+    fn set_services(&self, services: HashSet<ServiceRef>);
+    /// Services whose endpoints have not been listed yet (for `/readyz`).
+    fn unsynced(&self) -> Vec<String>;
+}
+
+pub struct Ingress {
+    source: RouteSource,
+    runtime: ArcSwap<Runtime>,
+    pub registry: Registry,
+    pub metrics: Metrics,
+    pub no_route: Arc<RouteMetrics>,
+    services: Mutex<ServiceEndpoints>,
+    /// Serialises rebuilds so the last change always wins.
+    rebuild: Mutex<()>,
+    service_watch: OnceLock<Arc<dyn ServiceWatch>>,
+    draining: AtomicBool,
+    active: AtomicUsize,
+    pub access_log: bool,
+}
+
+impl Ingress {
+    pub fn new(origin: &str, table: RouteTable, access_log: bool) -> Arc<Self> {
+        let metrics = Metrics::new();
+        let no_route = metrics.route(NO_ROUTE);
+        let source = RouteSource::new(origin, table);
+        let table = source.current();
+        let registry = Registry::new();
+        let runtime = Runtime::build(
+            Arc::clone(&table),
+            &ServiceEndpoints::new(),
+            &Runtime::empty(),
+            &registry,
+            &metrics,
+        );
+        let ingress = Arc::new(Self {
+            source,
+            runtime: ArcSwap::from_pointee(runtime),
+            registry,
+            metrics,
+            no_route,
+            services: Mutex::new(ServiceEndpoints::new()),
+            rebuild: Mutex::new(()),
+            service_watch: OnceLock::new(),
+            draining: AtomicBool::new(false),
+            active: AtomicUsize::new(0),
+            access_log,
+        });
+        ingress.metrics.reloads.inc();
+        ingress.register_scrape_gauges();
+        ingress
+    }
+
+    /// The runtime in force; cheap, never blocks.
+    #[inline]
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.source.generation()
+    }
+
+    /// Compiles a new route file text and puts it in force; on errors the
+    /// previous table stays and the failure is counted.
+    pub fn reload(&self, text: &str) -> Result<(), RouteErrors> {
+        match self.source.reload(text) {
+            Ok(table) => {
+                self.metrics.reloads.inc();
+                self.rebuild_with(Some(table));
+                Ok(())
+            }
+            Err(errors) => {
+                self.metrics.reload_failures.inc();
+                Err(errors)
+            }
+        }
+    }
+
+    /// New endpoints for a Service: only routes whose endpoint list changed get
+    /// new rings.
+    pub fn set_service_endpoints(&self, service: &ServiceRef, endpoints: Vec<String>) {
+        {
+            let mut services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+            if services.get(service) == Some(&endpoints) {
+                return;
+            }
+            services.insert(service.clone(), endpoints);
+        }
+        self.rebuild_with(None);
+    }
+
+    pub fn set_service_watch(&self, watch: Arc<dyn ServiceWatch>) {
+        let _ = self.service_watch.set(watch);
+        self.announce_services(&self.runtime().table);
+    }
+
+    pub fn unsynced_services(&self) -> Vec<String> {
+        self.service_watch
+            .get()
+            .map(|w| w.unsynced())
+            .unwrap_or_default()
+    }
+
+    fn rebuild_with(&self, table: Option<Arc<RouteTable>>) {
+        let _serial = self.rebuild.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = self.runtime.load_full();
+        let table = table.unwrap_or_else(|| Arc::clone(&previous.table));
+        let services = self
+            .services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let next = Runtime::build(
+            Arc::clone(&table),
+            &services,
+            &previous,
+            &self.registry,
+            &self.metrics,
+        );
+        self.runtime.store(Arc::new(next));
+        drop(previous);
+        self.registry.prune();
+        self.metrics
+            .route_generation
+            .set(self.source.generation() as i64);
+        self.announce_services(&table);
+    }
+
+    fn announce_services(&self, table: &RouteTable) {
+        if let Some(watch) = self.service_watch.get() {
+            let services = table
+                .routes()
+                .iter()
+                .filter_map(|r| match &r.backend.target {
+                    BackendTarget::Service(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect();
+            watch.set_services(services);
+        }
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Downstream requests being handled right now.
+    pub fn active_requests(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    pub fn track_request(self: &Arc<Self>) -> ActiveRequest {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        ActiveRequest(Arc::clone(self))
+    }
+
+    fn register_scrape_gauges(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let in_flight = ScrapeGauge::new(
+            "ringress_endpoint_in_flight",
+            "Requests in flight to each endpoint",
+            "endpoint",
+            move || {
+                weak.upgrade().map_or_else(Vec::new, |ingress| {
+                    ingress
+                        .registry
+                        .snapshot()
+                        .into_iter()
+                        .map(|e| (e.addr().to_string(), e.in_flight() as f64))
+                        .collect()
+                })
+            },
+        );
+        let weak = Arc::downgrade(self);
+        let endpoints = ScrapeGauge::new(
+            "ringress_route_endpoints",
+            "Endpoints each route balances over",
+            "route",
+            move || {
+                weak.upgrade().map_or_else(Vec::new, |ingress| {
+                    ingress
+                        .runtime()
+                        .routes
+                        .iter()
+                        .filter_map(|r| {
+                            let pool = r.pool.as_ref()?;
+                            Some((r.route.name.clone(), pool.balancer.endpoints().len() as f64))
+                        })
+                        .collect()
+                })
+            },
+        );
+        let weak = Arc::downgrade(self);
+        let active = ScrapeGauge::new(
+            "ringress_active_requests",
+            "Downstream requests being handled",
+            "listener",
+            move || {
+                weak.upgrade().map_or_else(Vec::new, |ingress| {
+                    vec![("proxy".to_string(), ingress.active_requests() as f64)]
+                })
+            },
+        );
+        let registry = self.metrics.registry();
+        registry.register(Box::new(in_flight)).unwrap();
+        registry.register(Box::new(endpoints)).unwrap();
+        registry.register(Box::new(active)).unwrap();
+    }
+}
+
+/// Counts one downstream request until dropped (after its response is sent).
+pub struct ActiveRequest(Arc<Ingress>);
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,57 @@
+//! Route-file hot reload: polls the file and puts each good version in force.
+//!
+//! Polling (every 500 ms) rather than inotify because Kubernetes updates a
+//! mounted ConfigMap by swapping a symlink, which inotify on the file misses.
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::state::Ingress;
+
+pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+pub async fn watch_routes(path: PathBuf, mut last: String, ingress: Arc<Ingress>) {
+    let mut failing_text: Option<String> = None;
+    let mut unreadable = false;
+    loop {
+        tokio::time::sleep(POLL_INTERVAL).await;
+        let text = match tokio::fs::read_to_string(&path).await {
+            Ok(text) => {
+                unreadable = false;
+                text
+            }
+            Err(e) => {
+                if !unreadable {
+                    log::error!(
+                        "route file {}: {e}; the routes in force stay",
+                        path.display()
+                    );
+                    ingress.metrics.reload_failures.inc();
+                    unreadable = true;
+                }
+                continue;
+            }
+        };
+        if text == last || failing_text.as_deref() == Some(text.as_str()) {
+            continue;
+        }
+        match ingress.reload(&text) {
+            Ok(()) => {
+                log::info!(
+                    "route file {}: generation {} in force",
+                    path.display(),
+                    ingress.generation()
+                );
+                last = text;
+                failing_text = None;
+            }
+            Err(errors) => {
+                log::error!(
+                    "route file {} rejected, the previous routes stay in force:\n{errors}",
+                    path.display()
+                );
+                failing_text = Some(text);
+            }
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! Test harness: real backends on loopback, the real `ringress` binary, and a
+//! small blocking HTTP/1.1 client.
+#![allow(dead_code)]
+
+pub mod backend;
+pub mod client;
+pub mod process;
+
+pub use backend::Backend;
+pub use client::{Client, Response};
+pub use process::Ringress;
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+/// A loopback port free right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn free_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// Polls `f` until it returns `Some`, or panics after `within`.
+pub fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,162 @@
+//! The real `ringress` binary, started on free ports with a route file.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::client::{self, Client, Response};
+use super::{eventually, free_addr};
+
+pub struct Ringress {
+    pub child: Child,
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: PathBuf,
+    pub routes: PathBuf,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_ringress")
+}
+
+/// A fresh directory under the system temp dir, removed by `Ringress::drop`.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "ringress-test-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl Ringress {
+    pub fn start(routes_yaml: &str) -> Self {
+        Self::start_with(routes_yaml, &[])
+    }
+
+    /// Starts the binary with extra arguments and waits until `/readyz` is 200
+    /// and the proxy port accepts connections.
+    pub fn start_with(routes_yaml: &str, extra: &[&str]) -> Self {
+        let dir = temp_dir("proxy");
+        let routes = dir.join("routes.yaml");
+        std::fs::write(&routes, routes_yaml).unwrap();
+        let listen = free_addr();
+        let admin = free_addr();
+        let child = Command::new(binary())
+            .arg("--routes")
+            .arg(&routes)
+            .args([
+                "--listen",
+                &listen.to_string(),
+                "--admin",
+                &admin.to_string(),
+            ])
+            .args(["--threads", "2"])
+            .args(extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start ringress");
+        let mut me = Self {
+            child,
+            listen,
+            admin,
+            dir,
+            routes,
+        };
+        me.wait_ready();
+        me
+    }
+
+    pub fn wait_ready(&mut self) {
+        let admin = self.admin;
+        let listen = self.listen;
+        let child = &mut self.child;
+        eventually(Duration::from_secs(20), "ringress to become ready", || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("ringress exited during start-up: {status}");
+            }
+            let ready = client::get(admin, "/readyz").ok()?.status == 200;
+            let accepting = std::net::TcpStream::connect(listen).is_ok();
+            (ready && accepting).then_some(())
+        });
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(self.listen)
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        client::get(self.listen, path).expect("request through ringress")
+    }
+
+    pub fn admin_get(&self, path: &str) -> Response {
+        client::get(self.admin, path).expect("admin request")
+    }
+
+    /// Rewrites the route file in place (the watcher polls it).
+    pub fn write_routes(&self, yaml: &str) {
+        // Write then rename, as a ConfigMap update does, so the watcher never
+        // reads half a file.
+        let tmp = self.dir.join("routes.yaml.tmp");
+        std::fs::write(&tmp, yaml).unwrap();
+        std::fs::rename(&tmp, &self.routes).unwrap();
+    }
+
+    /// The value of the sample `name{labels}` in `/metrics` (labels given as
+    /// `k="v"` pairs in exposition order; empty for none), or 0 when absent.
+    pub fn metric(&self, name: &str, labels: &str) -> f64 {
+        let text = self.admin_get("/metrics").body;
+        let prefix = if labels.is_empty() {
+            format!("{name} ")
+        } else {
+            format!("{name}{{{labels}}} ")
+        };
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Sum of every sample of `name` whose label set contains all `labels`.
+    pub fn metric_sum(&self, name: &str, labels: &[&str]) -> f64 {
+        let text = self.admin_get("/metrics").body;
+        text.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter(|l| labels.iter().all(|lab| l.contains(lab)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let child = &mut self.child;
+        eventually(within, "ringress to exit", || {
+            child.try_wait().ok().flatten()
+        })
+        .code()
+    }
+}
+
+impl Drop for Ringress {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
