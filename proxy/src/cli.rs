@@ -38,6 +38,24 @@ pub struct ServeArgs {
     /// Write one JSON line per request to stdout.
     #[arg(long)]
     pub access_log: bool,
+    /// Kubernetes client configuration; default: in-cluster service account,
+    /// else `KUBECONFIG` or `~/.kube/config`.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// LIFO admission for the whole listener: at most N requests proxied at once.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_concurrency: Option<u64>,
+    /// With --max-concurrency: waiters kept (newest served first, oldest shed).
+    #[arg(
+        long,
+        default_value_t = 100,
+        value_name = "N",
+        requires = "max_concurrency"
+    )]
+    pub max_queue: usize,
+    /// With --max-concurrency: how long a waiter may wait before a 503.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION", requires = "max_concurrency")]
+    pub queue_timeout: Duration,
 }
 
 #[derive(Subcommand, Debug)]

@@ -3,6 +3,9 @@
 pub mod access_log;
 pub mod admin;
 pub mod cli;
+pub mod discovery;
+pub mod kubernetes;
+pub mod lifo;
 pub mod metrics;
 pub mod proxy;
 pub mod request;

@@ -66,6 +66,12 @@ fn serve(args: ringress::cli::ServeArgs) -> ExitCode {
         threads: args.threads,
         grace_period: args.grace_period,
         access_log: args.access_log,
+        kubeconfig: args.kubeconfig,
+        listener_limit: args.max_concurrency.map(|n| ringress::lifo::LifoConfig {
+            max_concurrency: n as usize,
+            max_queue_size: args.max_queue,
+            timeout: args.queue_timeout,
+        }),
     };
     match server::run(settings) {
         Ok(never) => match never {},

@@ -7,13 +7,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::header;
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::proxy::{FailToProxy, ProxyHttp, ProxyWarnLogContext, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use ringress_ring::{hash_key, Algorithm, InFlightGuard, PickContext};
 use ringress_routes::RequestParts;
 
 use crate::access_log;
+use crate::lifo::{Permit, Rejection};
 use crate::request::{add_forwarded, random_u64, strip_hop_by_hop, RequestView};
 use crate::runtime::{RouteRuntime, Runtime};
 use crate::state::{ActiveRequest, Ingress};
@@ -53,6 +54,8 @@ pub struct Ctx {
     failure: Option<Failure>,
     /// Status of a response the proxy wrote itself.
     answered: Option<u16>,
+    /// LIFO admissions held: listener, route, group.
+    permits: [Option<Permit>; 3],
 }
 
 impl Ctx {
@@ -146,6 +149,7 @@ impl ProxyHttp for Proxy {
             peer_chosen: false,
             failure: None,
             answered: None,
+            permits: Default::default(),
         }
     }
 
@@ -214,7 +218,33 @@ impl ProxyHttp for Proxy {
             Decision::Proxy { route, key_hash } => {
                 ctx.route = route;
                 ctx.key_hash = key_hash;
-                ctx.runtime = Some(runtime);
+                let queues = self
+                    .ingress
+                    .listener_queue
+                    .iter()
+                    .chain(&runtime.routes[route].queues);
+                ctx.runtime = Some(Arc::clone(&runtime));
+                for (slot, queue) in queues.enumerate() {
+                    match queue.acquire().await {
+                        // Held in the context: released after the response is
+                        // sent, or when the client goes away and the context drops.
+                        Ok(permit) => ctx.permits[slot] = Some(permit),
+                        Err(rejection) => {
+                            let body = match rejection {
+                                Rejection::Full => "queue full\n",
+                                Rejection::Timeout => "queue timeout\n",
+                            };
+                            ctx.answered = Some(503);
+                            ctx.permits = Default::default();
+                            let how = Answer {
+                                retry_after: true,
+                                close: false,
+                            };
+                            answer(session, 503, body, how).await?;
+                            return Ok(true);
+                        }
+                    }
+                }
                 Ok(false)
             }
         }
@@ -339,6 +369,18 @@ impl ProxyHttp for Proxy {
             }
         }
         Ok(())
+    }
+
+    /// Retried connection failures are counted in `ringress_retries_total`;
+    /// a log line each would cost more than the retry under an outage.
+    fn suppress_proxy_warn_log(
+        &self,
+        _session: &Session,
+        _ctx: &Ctx,
+        _error: &Error,
+        context: ProxyWarnLogContext,
+    ) -> bool {
+        matches!(context, ProxyWarnLogContext::UpstreamRetry)
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {

@@ -9,6 +9,7 @@ use prometheus::Histogram;
 use ringress_ring::{build, Algorithm, Balancer, Registry};
 use ringress_routes::{BackendTarget, Route, RouteTable, ServiceRef};
 
+use crate::lifo::{LifoConfig, LifoMetrics, LifoQueue, LifoRegistry};
 use crate::metrics::{Metrics, RouteMetrics};
 
 /// Where to connect for one balancer endpoint.
@@ -29,8 +30,66 @@ pub struct Pool {
     factor_bits: u64,
 }
 
+/// Admission queues, kept by name across route-table reloads so waiters
+/// survive a reload and settings apply to the next admissions.
+pub struct Queues {
+    routes: LifoRegistry,
+    groups: LifoRegistry,
+}
+
+/// Group queues' metric label, apart from route queues of the same name.
+pub fn group_queue_name(group: &str) -> String {
+    format!("group:{group}")
+}
+
+impl Queues {
+    pub fn new(metrics: Option<LifoMetrics>) -> Self {
+        Self {
+            routes: LifoRegistry::new(metrics.clone()),
+            groups: LifoRegistry::new(metrics),
+        }
+    }
+
+    /// The queues `table`'s routes use, in admission order (route, then group);
+    /// queues no route names any more are dropped once idle.
+    fn resolve(&self, table: &RouteTable) -> Vec<Vec<Arc<LifoQueue>>> {
+        let mut route_names = Vec::new();
+        let mut group_names = Vec::new();
+        let queues = table
+            .routes()
+            .iter()
+            .map(|route| {
+                let mut queues = Vec::new();
+                if let Some(spec) = &route.lifo {
+                    queues.push(self.routes.get(&route.name, config(spec)));
+                    route_names.push(route.name.as_str());
+                }
+                if let Some(group) = &route.lifo_group {
+                    let name = group_queue_name(&group.name);
+                    queues.push(self.groups.get(&name, config(&group.spec)));
+                    group_names.push(name);
+                }
+                queues
+            })
+            .collect();
+        self.routes.retain(route_names);
+        self.groups.retain(group_names.iter().map(String::as_str));
+        queues
+    }
+}
+
+fn config(spec: &ringress_routes::LifoSpec) -> LifoConfig {
+    LifoConfig {
+        max_concurrency: spec.max_concurrency,
+        max_queue_size: spec.max_queue_size,
+        timeout: spec.timeout,
+    }
+}
+
 pub struct RouteRuntime {
     pub route: Arc<Route>,
+    /// LIFO admission queues a request must pass, in order.
+    pub queues: Vec<Arc<LifoQueue>>,
     /// `None` for `status` backends.
     pub pool: Option<Arc<Pool>>,
     pub metrics: Arc<RouteMetrics>,
@@ -64,7 +123,9 @@ impl Runtime {
         previous: &Runtime,
         registry: &Registry,
         metrics: &Metrics,
+        queues: &Queues,
     ) -> Self {
+        let mut route_queues = queues.resolve(&table).into_iter();
         let mut reusable: HashMap<(Algorithm, u64, &[String]), &Arc<Pool>> = HashMap::new();
         for rt in &previous.routes {
             if let Some(pool) = &rt.pool {
@@ -104,6 +165,7 @@ impl Runtime {
             by_name.insert(route.name.clone(), i);
             routes.push(RouteRuntime {
                 route: Arc::clone(route),
+                queues: route_queues.next().unwrap_or_default(),
                 pool,
                 metrics: metrics.route(&route.name),
             });

@@ -11,6 +11,9 @@ use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use ringress_routes::RouteTable;
 
+use crate::discovery::DiscoveryMetrics;
+use crate::kubernetes::KubeBridge;
+use crate::lifo::LifoConfig;
 use crate::proxy::Proxy;
 use crate::shutdown::DrainOnSignal;
 use crate::state::Ingress;
@@ -22,6 +25,10 @@ pub struct Settings {
     pub threads: usize,
     pub grace_period: Duration,
     pub access_log: bool,
+    /// Overrides kube's inference (in-cluster service account, `KUBECONFIG`, `~/.kube/config`).
+    pub kubeconfig: Option<PathBuf>,
+    /// `--max-concurrency` with its queue: LIFO admission for the whole listener.
+    pub listener_limit: Option<LifoConfig>,
 }
 
 /// A start-up failure, reported to the operator before anything serves.
@@ -40,7 +47,7 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
     let text = std::fs::read_to_string(&settings.routes)
         .map_err(|e| StartError(format!("{origin}: {e}")))?;
     let table = RouteTable::parse(&origin, &text).map_err(|e| StartError(e.to_string()))?;
-    let ingress = Ingress::new(&origin, table, settings.access_log);
+    let ingress = Ingress::new(&origin, table, settings.access_log, settings.listener_limit);
 
     // pingora binds inside `run` and only logs a failure there; check first so
     // a busy port is a clear start-up error.
@@ -82,6 +89,18 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
             path: settings.routes.clone(),
             initial: text,
             ingress: Arc::clone(&ingress),
+        },
+    ));
+    let bridge = KubeBridge::new(&ingress);
+    ingress.set_service_watch(Arc::clone(&bridge) as Arc<dyn crate::state::ServiceWatch>);
+    let discovery_metrics = DiscoveryMetrics::new(ingress.metrics.registry())
+        .map_err(|e| StartError(format!("discovery metrics: {e}")))?;
+    server.add_service(background_service(
+        "kubernetes discovery",
+        DiscoveryService {
+            bridge,
+            kubeconfig: settings.kubeconfig.clone(),
+            metrics: Mutex::new(Some(discovery_metrics)),
         },
     ));
     log::info!(
@@ -131,5 +150,27 @@ impl BackgroundService for RouteWatcher {
             Arc::clone(&self.ingress),
         )
         .await;
+    }
+}
+
+struct DiscoveryService {
+    bridge: Arc<KubeBridge>,
+    kubeconfig: Option<PathBuf>,
+    metrics: Mutex<Option<DiscoveryMetrics>>,
+}
+
+#[async_trait]
+impl BackgroundService for DiscoveryService {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        let metrics = self
+            .metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(metrics) = metrics {
+            Arc::clone(&self.bridge)
+                .run(self.kubeconfig.clone(), metrics)
+                .await;
+        }
     }
 }

@@ -8,8 +8,9 @@ use arc_swap::ArcSwap;
 use ringress_ring::Registry;
 use ringress_routes::{BackendTarget, RouteErrors, RouteSource, RouteTable, ServiceRef};
 
+use crate::lifo::{LifoConfig, LifoMetrics, LifoQueue};
 use crate::metrics::{Metrics, RouteMetrics, ScrapeGauge, NO_ROUTE};
-use crate::runtime::{Runtime, ServiceEndpoints};
+use crate::runtime::{Queues, Runtime, ServiceEndpoints};
 
 /// Told which Services the route table references, so it can watch them.
 pub trait ServiceWatch: Send + Sync {
@@ -24,6 +25,9 @@ pub struct Ingress {
     pub registry: Registry,
     pub metrics: Metrics,
     pub no_route: Arc<RouteMetrics>,
+    queues: Queues,
+    /// `--max-concurrency`: one LIFO admission for the whole listener.
+    pub listener_queue: Option<Arc<LifoQueue>>,
     services: Mutex<ServiceEndpoints>,
     /// Serialises rebuilds so the last change always wins.
     rebuild: Mutex<()>,
@@ -34,9 +38,19 @@ pub struct Ingress {
 }
 
 impl Ingress {
-    pub fn new(origin: &str, table: RouteTable, access_log: bool) -> Arc<Self> {
+    pub fn new(
+        origin: &str,
+        table: RouteTable,
+        access_log: bool,
+        listener_limit: Option<LifoConfig>,
+    ) -> Arc<Self> {
         let metrics = Metrics::new();
         let no_route = metrics.route(NO_ROUTE);
+        let lifo_metrics =
+            LifoMetrics::new(metrics.registry()).expect("lifo metrics register once");
+        let listener_queue =
+            listener_limit.map(|config| LifoQueue::new("listener", config, Some(&lifo_metrics)));
+        let queues = Queues::new(Some(lifo_metrics));
         let source = RouteSource::new(origin, table);
         let table = source.current();
         let registry = Registry::new();
@@ -46,6 +60,7 @@ impl Ingress {
             &Runtime::empty(),
             &registry,
             &metrics,
+            &queues,
         );
         let ingress = Arc::new(Self {
             source,
@@ -53,6 +68,8 @@ impl Ingress {
             registry,
             metrics,
             no_route,
+            queues,
+            listener_queue,
             services: Mutex::new(ServiceEndpoints::new()),
             rebuild: Mutex::new(()),
             service_watch: OnceLock::new(),
@@ -131,6 +148,7 @@ impl Ingress {
             &previous,
             &self.registry,
             &self.metrics,
+            &self.queues,
         );
         self.runtime.store(Arc::new(next));
         drop(previous);

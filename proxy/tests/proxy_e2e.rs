@@ -247,7 +247,15 @@ fn proxy_answers_404_502_503_and_status_backends_itself() {
     backend: {{status: 410}}
 "#
     );
-    let proxy = Ringress::start(&routes);
+    // No cluster here: the Service route keeps the proxy unready, and says why.
+    let proxy = Ringress::start_live(&routes, &[]);
+    let readyz = proxy.admin_get("/readyz");
+    assert_eq!(readyz.status, 503);
+    assert!(
+        readyz.body.contains("shop/products:http"),
+        "{}",
+        readyz.body
+    );
     let mut client = proxy.client();
     // Answers decided before any upstream is tried keep the connection alive.
     let cases = [

@@ -40,6 +40,28 @@ impl Ringress {
     /// Starts the binary with extra arguments and waits until `/readyz` is 200
     /// and the proxy port accepts connections.
     pub fn start_with(routes_yaml: &str, extra: &[&str]) -> Self {
+        let mut me = Self::spawn(routes_yaml, extra);
+        me.wait_ready();
+        me
+    }
+
+    /// Starts the binary and waits only until it serves (`/healthz` and the
+    /// proxy port), for cases where it is not meant to be ready.
+    pub fn start_live(routes_yaml: &str, extra: &[&str]) -> Self {
+        let mut me = Self::spawn(routes_yaml, extra);
+        let (admin, listen) = (me.admin, me.listen);
+        let child = &mut me.child;
+        eventually(Duration::from_secs(20), "ringress to serve", || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("ringress exited during start-up: {status}");
+            }
+            let live = client::get(admin, "/healthz").ok()?.status == 200;
+            (live && std::net::TcpStream::connect(listen).is_ok()).then_some(())
+        });
+        me
+    }
+
+    fn spawn(routes_yaml: &str, extra: &[&str]) -> Self {
         let dir = temp_dir("proxy");
         let routes = dir.join("routes.yaml");
         std::fs::write(&routes, routes_yaml).unwrap();
@@ -64,15 +86,13 @@ impl Ringress {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start ringress");
-        let mut me = Self {
+        Self {
             child,
             listen,
             admin,
             dir,
             routes,
-        };
-        me.wait_ready();
-        me
+        }
     }
 
     pub fn wait_ready(&mut self) {

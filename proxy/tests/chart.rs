@@ -1,0 +1,1044 @@
+//! The Helm chart `charts/ringress`, rendered for its default values and for every
+//! `charts/ringress/ci/*-values.yaml`, parsed into the Kubernetes API types with unknown fields as
+//! errors, and checked for what an ingress needs: least-privilege RBAC, probes on the admin port,
+//! a termination budget that covers the drain, a locked-down pod, a hot-reloadable route file that
+//! `ringress check` accepts, and consistent labels and selectors.
+//!
+//! Helm itself cannot be installed here, so `charts/render` (our Go program: Go's text/template
+//! plus sprig, which is Helm's engine, plus Helm's own functions) renders the chart like
+//! `helm template`. It builds in GOPATH mode from Debian's packages, listed in [`APT_PACKAGES`];
+//! without them these tests fail and say what to install. Where `helm` is on PATH, `helm lint` and
+//! `helm template` run too and must agree with the renderer.
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Container, PodSpec, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::de::DeserializeOwned;
+
+/// Debian packages the renderer needs (Go, sprig, sigs.k8s.io/yaml, gojsonschema).
+const APT_PACKAGES: &str = "golang-go golang-github-masterminds-sprig-dev \
+                            golang-k8s-sigs-yaml-dev golang-github-xeipuuv-gojsonschema-dev";
+/// Where Debian installs Go library sources; the renderer builds against them in GOPATH mode.
+const DEBIAN_GOPATH: &str = "/usr/share/gocode";
+/// The renderer's default release; the checks below expect it.
+const RELEASE: &str = "ringress";
+const NAMESPACE: &str = "default";
+const STANDARD_LABELS: [&str; 7] = [
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/managed-by",
+    "helm.sh/chart",
+];
+/// Every metric ringress exports; the dashboard must show the key ones and invent none.
+const METRICS: [&str; 10] = [
+    "ringress_requests_total",
+    "ringress_request_duration_seconds",
+    "ringress_upstream_duration_seconds",
+    "ringress_endpoint_in_flight",
+    "ringress_bounded_load_spills_total",
+    "ringress_retries_total",
+    "ringress_lifo_rejected_total",
+    "ringress_lifo_active",
+    "ringress_lifo_queued",
+    "ringress_discovery_endpoints",
+];
+
+// ---- the tests -------------------------------------------------------------------------------
+
+#[test]
+fn default_values() {
+    let m = render_ok(&[]);
+    check_common(&m, "default values");
+    assert_eq!(
+        m.kinds(),
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ConfigMap",
+            "Deployment",
+            "PodDisruptionBudget",
+            "Service",
+            "ServiceAccount"
+        ]
+    );
+    let svc: Service = m.named("Service", RELEASE);
+    let spec = svc.spec.unwrap();
+    assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+    let ports = spec.ports.unwrap();
+    assert_eq!(ports.len(), 1, "the admin port stays off the LoadBalancer");
+    assert_eq!(ports[0].port, 80);
+    let deploy: Deployment = m.one("Deployment");
+    assert_eq!(deploy.spec.replicas, Some(2));
+    let pod = pod_spec(&deploy);
+    assert_eq!(pod.termination_grace_period_seconds, Some(25));
+    let pre_stop = pre_stop(container(&deploy)).expect("preStop hook");
+    assert_eq!(pre_stop, PreStop::Sleep(10), "native sleep action on 1.30+");
+}
+
+#[test]
+fn every_ci_values_file() {
+    let files = ci_values_files();
+    assert!(
+        files.len() >= 3,
+        "expected the ci/*-values.yaml scenarios, found {files:?}"
+    );
+    for file in files {
+        let m = render_ok(&["-f", file.to_str().unwrap()]);
+        check_common(&m, &file.display().to_string());
+    }
+}
+
+#[test]
+fn full_values_enable_hpa_service_monitor_and_dashboard() {
+    let m = render_ok(&["-f", &ci_file("full-values.yaml")]);
+    let deploy: Deployment = m.one("Deployment");
+    assert_eq!(deploy.spec.replicas, None, "the HPA owns the replica count");
+    let hpa: HorizontalPodAutoscaler = m.one("HorizontalPodAutoscaler");
+    let spec = hpa.spec;
+    assert_eq!((spec.min_replicas, spec.max_replicas), (Some(3), 12));
+    assert_eq!(spec.metrics.unwrap().len(), 2, "cpu and memory");
+    let args = &container(&deploy).args.clone().unwrap();
+    for arg in [
+        "--access-log",
+        "--threads=2",
+        "--max-concurrency=200",
+        "--max-queue=1000",
+        "--queue-timeout=1s",
+    ] {
+        assert!(args.iter().any(|a| a == arg), "missing {arg} in {args:?}");
+    }
+    let svc: Service = m.named("Service", RELEASE);
+    let spec = svc.spec.unwrap();
+    assert_eq!(spec.external_traffic_policy.as_deref(), Some("Local"));
+    assert_eq!(spec.ports.unwrap()[0].node_port, Some(30080));
+    assert!(m.docs.iter().any(|d| d.kind == "ServiceMonitor"));
+    let dashboard: ConfigMap = m.named("ConfigMap", &format!("{RELEASE}-dashboard"));
+    assert_eq!(dashboard.metadata.namespace.as_deref(), Some("monitoring"));
+}
+
+#[test]
+fn watch_namespace_gets_roles_per_namespace() {
+    let m = render_ok(&["-f", &ci_file("namespaced-values.yaml")]);
+    assert!(!m.kinds().contains(&"ClusterRole".to_string()));
+    let namespaces: BTreeSet<String> = m
+        .all::<Role>("Role")
+        .into_iter()
+        .filter_map(|r| r.metadata.namespace)
+        .collect();
+    assert_eq!(
+        namespaces,
+        BTreeSet::from(["catalog".into(), "shop".into()])
+    );
+    let deploy: Deployment = m.one("Deployment");
+    assert_eq!(pod_spec(&deploy).termination_grace_period_seconds, Some(40));
+    let pdb: PodDisruptionBudget = m.one("PodDisruptionBudget");
+    assert_eq!(
+        pdb.spec.unwrap().min_available,
+        Some(IntOrString::String("50%".into()))
+    );
+    let admin: Service = m.named("Service", &format!("{RELEASE}-admin"));
+    assert_eq!(admin.spec.unwrap().type_.as_deref(), Some("ClusterIP"));
+}
+
+#[test]
+fn existing_service_account_and_string_watch_namespace() {
+    let m = render_ok(&["-f", &ci_file("clusterip-values.yaml")]);
+    assert!(!m.kinds().contains(&"ServiceAccount".to_string()));
+    assert!(!m.kinds().contains(&"PodDisruptionBudget".to_string()));
+    assert_eq!(
+        pod_spec(&m.one::<Deployment>("Deployment"))
+            .service_account_name
+            .as_deref(),
+        Some("edge-proxy")
+    );
+    assert_eq!(
+        m.all::<RoleBinding>("RoleBinding").len(),
+        2,
+        "shop and catalog"
+    );
+}
+
+#[test]
+fn pre_stop_falls_back_to_exec_sleep_before_kubernetes_1_30() {
+    let m = render_ok(&["-kube-version", "v1.29.4"]);
+    let deploy: Deployment = m.one("Deployment");
+    assert_eq!(pre_stop(container(&deploy)), Some(PreStop::Exec(10)));
+    check_common(&m, "kube 1.29");
+}
+
+#[test]
+fn bad_values_fail_with_a_clear_message() {
+    for (values, expected) in [
+        (
+            "terminationGracePeriodSeconds: 20\n",
+            "must exceed preStopSleepSeconds + gracePeriodSeconds (20)",
+        ),
+        (
+            "service:\n  tpye: ClusterIP\n",
+            "Additional property tpye is not allowed",
+        ),
+        ("replicaCount: \"3\"\n", "replicaCount: Invalid type"),
+        (
+            "lifo:\n  maxConcurrency: 10\n",
+            "set maxConcurrency, maxQueue and queueTimeout together",
+        ),
+        (
+            "serviceAccount:\n  create: false\n",
+            "serviceAccount.name is required",
+        ),
+    ] {
+        let file = temp_file("bad-values.yaml", values);
+        let err = render(&["-f", file.to_str().unwrap()]).expect_err(values);
+        assert!(
+            err.contains(expected),
+            "values {values:?}: expected {expected:?} in:\n{err}"
+        );
+    }
+}
+
+/// The unknown-field check itself: a misspelt field must not pass silently.
+#[test]
+fn strict_parsing_reports_unknown_fields() {
+    let doc: serde_yaml::Value = serde_yaml::from_str(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {type: ClusterIP, selectr: {a: b}}\n",
+    )
+    .unwrap();
+    let err = try_strict::<Service>(&doc).unwrap_err();
+    assert!(err.contains("selectr"), "{err}");
+}
+
+#[test]
+fn notes_render() {
+    let notes = render(&["-notes"]).unwrap();
+    assert!(
+        notes.contains("kubectl -n default get service ringress"),
+        "{notes}"
+    );
+    let notes = render(&["-notes", "-f", &ci_file("namespaced-values.yaml")]).unwrap();
+    assert!(notes.contains("only in: shop,catalog"), "{notes}");
+}
+
+/// With Helm installed, `helm lint` passes and `helm template` renders the same objects.
+#[test]
+fn helm_agrees_where_installed() {
+    if Command::new("helm").arg("version").output().is_err() {
+        println!("note: helm is not on PATH; skipped helm lint and the helm template comparison");
+        return;
+    }
+    let chart = chart_dir();
+    let mut scenarios = vec![None];
+    scenarios.extend(ci_values_files().into_iter().map(Some));
+    for values in scenarios {
+        let mut args: Vec<String> = vec![];
+        if let Some(v) = &values {
+            args.extend(["-f".into(), v.display().to_string()]);
+        }
+        let lint = Command::new("helm")
+            .args(["lint", "--strict", "--kube-version", "v1.31.0"])
+            .arg(&chart)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            lint.status.success(),
+            "helm lint {values:?}:\n{}",
+            String::from_utf8_lossy(&lint.stdout)
+        );
+        let out = Command::new("helm")
+            .args(["template", RELEASE])
+            .arg(&chart)
+            .args(["--namespace", NAMESPACE, "--kube-version", "v1.31.0"])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "helm template:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let helm = Manifests::parse(&String::from_utf8(out.stdout).unwrap());
+        let ours = render_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(
+            helm.by_identity(),
+            ours.by_identity(),
+            "helm template and charts/render differ for {values:?}"
+        );
+    }
+}
+
+// ---- checks every rendering must pass ------------------------------------------------------
+
+fn check_common(m: &Manifests, what: &str) {
+    let context = |msg: &str| format!("{what}: {msg}");
+    let app_version = chart_app_version();
+    assert_eq!(
+        app_version,
+        workspace_version(),
+        "Chart.yaml appVersion is the crate version"
+    );
+
+    // Standard labels on every object.
+    for doc in &m.docs {
+        let labels = doc.labels();
+        for key in STANDARD_LABELS {
+            assert!(
+                labels.contains_key(key),
+                "{}",
+                context(&format!("{} lacks label {key}", doc.source))
+            );
+        }
+        assert_eq!(labels["app.kubernetes.io/instance"], RELEASE);
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "Helm");
+        assert_eq!(labels["app.kubernetes.io/version"], app_version);
+    }
+
+    let deploy: Deployment = m.one("Deployment");
+    let spec = &deploy.spec;
+    let pod_labels = spec
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .clone()
+        .unwrap();
+    let selector = spec.selector.match_labels.clone().unwrap();
+    assert_subset(
+        &selector,
+        &pod_labels,
+        &context("Deployment selector vs pod labels"),
+    );
+    for key in STANDARD_LABELS {
+        assert!(
+            pod_labels.contains_key(key),
+            "{}",
+            context(&format!("pod template lacks {key}"))
+        );
+    }
+
+    let pod = pod_spec(&deploy);
+    let c = container(&deploy);
+    let args = c.args.clone().unwrap_or_default();
+    let arg = |name: &str| -> Option<String> {
+        args.iter()
+            .find_map(|a| a.strip_prefix(&format!("--{name}=")).map(str::to_owned))
+    };
+    let port_named = |name: &str| -> i32 {
+        c.ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(name))
+            .map(|p| p.container_port)
+            .unwrap_or_else(|| panic!("{}", context(&format!("no container port named {name}"))))
+    };
+
+    // The admin listener binds all interfaces on the port the probes and scrapers use.
+    let admin_port = port_named("admin");
+    assert_eq!(
+        arg("admin"),
+        Some(format!("0.0.0.0:{admin_port}")),
+        "{}",
+        context("--admin")
+    );
+    assert_eq!(
+        arg("listen"),
+        Some(format!("0.0.0.0:{}", port_named("http"))),
+        "{}",
+        context("--listen")
+    );
+    for (probe, path) in [
+        (&c.liveness_probe, "/healthz"),
+        (&c.readiness_probe, "/readyz"),
+    ] {
+        let get = probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .expect("httpGet probe");
+        assert_eq!(get.path.as_deref(), Some(path), "{}", context("probe path"));
+        let port = match &get.port {
+            IntOrString::Int(n) => *n,
+            IntOrString::String(name) => port_named(name),
+        };
+        assert_eq!(
+            port,
+            admin_port,
+            "{}",
+            context(&format!("{path} probe port"))
+        );
+    }
+
+    // Termination budget: preStop sleep, then ringress's --grace-period, before SIGKILL.
+    let grace: f64 = arg("grace-period")
+        .expect("--grace-period")
+        .parse()
+        .expect("seconds");
+    let pre_stop = match pre_stop(c) {
+        Some(PreStop::Sleep(n) | PreStop::Exec(n)) => n,
+        None => 0,
+    };
+    let termination = pod
+        .termination_grace_period_seconds
+        .expect("terminationGracePeriodSeconds");
+    assert!(
+        termination as f64 > pre_stop as f64 + grace,
+        "{}",
+        context(&format!(
+            "terminationGracePeriodSeconds {termination} <= preStop {pre_stop} + grace {grace}"
+        ))
+    );
+
+    // Non-root, read-only, no capabilities, seccomp RuntimeDefault.
+    let psc = pod.security_context.as_ref().expect("pod securityContext");
+    let csc = c
+        .security_context
+        .as_ref()
+        .expect("container securityContext");
+    assert!(
+        psc.run_as_non_root == Some(true) || csc.run_as_non_root == Some(true),
+        "{}",
+        context("runAsNonRoot")
+    );
+    assert_ne!(
+        psc.run_as_user.or(csc.run_as_user),
+        Some(0),
+        "{}",
+        context("runAsUser 0")
+    );
+    assert_eq!(
+        csc.read_only_root_filesystem,
+        Some(true),
+        "{}",
+        context("readOnlyRootFilesystem")
+    );
+    assert_eq!(
+        csc.allow_privilege_escalation,
+        Some(false),
+        "{}",
+        context("allowPrivilegeEscalation")
+    );
+    assert_eq!(csc.privileged, None);
+    let caps = csc.capabilities.as_ref().expect("capabilities");
+    assert_eq!(
+        caps.drop.as_deref(),
+        Some(&["ALL".to_string()][..]),
+        "{}",
+        context("drop ALL")
+    );
+    assert!(
+        caps.add.as_ref().is_none_or(Vec::is_empty),
+        "{}",
+        context("no added capabilities")
+    );
+    let seccomp = psc
+        .seccomp_profile
+        .as_ref()
+        .or(csc.seccomp_profile.as_ref())
+        .expect("seccompProfile");
+    assert_eq!(seccomp.type_, "RuntimeDefault");
+    assert!(
+        c.resources.as_ref().is_some_and(|r| r.requests.is_some()),
+        "{}",
+        context("resource requests")
+    );
+
+    // The route file: a ConfigMap mounted as a directory (subPath mounts never see updates) and
+    // hot-reloaded, so no checksum annotation restarts the pods when routes change.
+    let routes_arg = PathBuf::from(arg("routes").expect("--routes"));
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.config_map.is_some())
+        .unwrap_or_else(|| panic!("{}", context("no ConfigMap volume")));
+    let mount = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|vm| vm.name == volume.name)
+        .expect("routes mount");
+    assert_eq!(
+        mount.sub_path,
+        None,
+        "{}",
+        context("routes mounted with subPath")
+    );
+    assert_eq!(
+        routes_arg.parent(),
+        Some(Path::new(&mount.mount_path)),
+        "{}",
+        context("--routes outside the mount")
+    );
+    let annotations = spec
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .annotations
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        !annotations.keys().any(|k| k.starts_with("checksum/")),
+        "{}",
+        context("checksum annotation")
+    );
+    let routes_cm: ConfigMap = m.named("ConfigMap", &volume.config_map.as_ref().unwrap().name);
+    let file_name = routes_arg.file_name().unwrap().to_str().unwrap();
+    let route_file = routes_cm
+        .data
+        .as_ref()
+        .and_then(|d| d.get(file_name))
+        .expect("route file in ConfigMap");
+    check_route_file(route_file, what);
+
+    // Services select the pods and target ports they have.
+    for svc in m.all::<Service>("Service") {
+        let spec = svc.spec.unwrap();
+        assert_subset(
+            &spec.selector.unwrap(),
+            &pod_labels,
+            &context("Service selector vs pod labels"),
+        );
+        for port in spec.ports.unwrap() {
+            if let Some(IntOrString::String(name)) = &port.target_port {
+                port_named(name);
+            }
+        }
+    }
+    for pdb in m.all::<PodDisruptionBudget>("PodDisruptionBudget") {
+        let selector = pdb.spec.unwrap().selector.unwrap().match_labels.unwrap();
+        assert_subset(
+            &selector,
+            &pod_labels,
+            &context("PDB selector vs pod labels"),
+        );
+    }
+    for hpa in m.all::<HorizontalPodAutoscaler>("HorizontalPodAutoscaler") {
+        let target = hpa.spec.scale_target_ref;
+        assert_eq!(
+            (target.kind.as_str(), Some(target.name)),
+            ("Deployment", deploy.metadata.name.clone())
+        );
+        assert_eq!(
+            spec.replicas,
+            None,
+            "{}",
+            context("replicas set while the HPA scales")
+        );
+    }
+
+    check_rbac(
+        m,
+        pod.service_account_name
+            .as_deref()
+            .expect("serviceAccountName"),
+        what,
+    );
+    for sa in m.all::<ServiceAccount>("ServiceAccount") {
+        assert_eq!(sa.metadata.name, pod.service_account_name);
+    }
+    for doc in m.docs.iter().filter(|d| d.kind == "ServiceMonitor") {
+        check_service_monitor(m, doc, &pod_labels, what);
+    }
+    for cm in m.all::<ConfigMap>("ConfigMap") {
+        if cm
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key("grafana_dashboard"))
+        {
+            check_dashboard(&cm, what);
+        }
+    }
+}
+
+/// Exactly one rule: get/list/watch on endpointslices in discovery.k8s.io, bound to our account.
+fn check_rbac(m: &Manifests, service_account: &str, what: &str) {
+    let expected = PolicyRule {
+        api_groups: Some(vec!["discovery.k8s.io".into()]),
+        resources: Some(vec!["endpointslices".into()]),
+        verbs: vec!["get".into(), "list".into(), "watch".into()],
+        ..Default::default()
+    };
+    let cluster_roles = m.all::<ClusterRole>("ClusterRole");
+    let roles = m.all::<Role>("Role");
+    assert!(
+        cluster_roles.len() + roles.len() > 0 && (cluster_roles.is_empty() || roles.is_empty()),
+        "{what}: want a ClusterRole or Roles, not both: {:?}",
+        m.kinds()
+    );
+    let mut role_refs = BTreeSet::new();
+    for (meta, rules) in cluster_roles
+        .into_iter()
+        .map(|r| (r.metadata, r.rules))
+        .chain(roles.into_iter().map(|r| (r.metadata, r.rules)))
+    {
+        assert_eq!(
+            rules.unwrap_or_default(),
+            std::slice::from_ref(&expected),
+            "{what}: rules of {:?}",
+            meta.name
+        );
+        role_refs.insert((meta.namespace, meta.name.unwrap()));
+    }
+    let mut bound = BTreeSet::new();
+    let bindings = m
+        .all::<ClusterRoleBinding>("ClusterRoleBinding")
+        .into_iter()
+        .map(|b| (b.metadata, b.role_ref, b.subjects));
+    let bindings = bindings.chain(
+        m.all::<RoleBinding>("RoleBinding")
+            .into_iter()
+            .map(|b| (b.metadata, b.role_ref, b.subjects)),
+    );
+    for (meta, role_ref, subjects) in bindings {
+        assert_eq!(
+            role_ref.api_group.as_deref(),
+            Some("rbac.authorization.k8s.io")
+        );
+        let subjects = subjects.unwrap_or_default();
+        assert_eq!(subjects.len(), 1, "{what}: one subject");
+        assert_eq!(
+            (
+                subjects[0].kind.as_str(),
+                subjects[0].name.as_str(),
+                subjects[0].namespace.as_deref()
+            ),
+            ("ServiceAccount", service_account, Some(NAMESPACE)),
+            "{what}: binding subject"
+        );
+        bound.insert((meta.namespace, role_ref.name));
+    }
+    assert_eq!(
+        bound, role_refs,
+        "{what}: every role bound in its own namespace, and only those"
+    );
+}
+
+/// The route file the ConfigMap carries passes `ringress check`.
+fn check_route_file(text: &str, what: &str) {
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(text).unwrap_or_else(|e| panic!("{what}: route file: {e}"));
+    assert!(
+        doc["routes"].as_sequence().is_some_and(|r| !r.is_empty()),
+        "{what}: no routes:\n{text}"
+    );
+    let Some(ringress) = option_env!("CARGO_BIN_EXE_ringress") else {
+        println!(
+            "note: no ringress binary in this build (scratch crate); `ringress check` skipped"
+        );
+        return;
+    };
+    let file = temp_file("routes.yaml", text);
+    let out = Command::new(ringress)
+        .arg("check")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{what}: ringress check rejects the chart's route file:\n{text}\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CRD, so checked field by field from the generic value.
+fn check_service_monitor(
+    m: &Manifests,
+    doc: &Doc,
+    pod_labels: &BTreeMap<String, String>,
+    what: &str,
+) {
+    let sm = serde_json::to_value(&doc.value).unwrap();
+    assert_eq!(sm["apiVersion"], "monitoring.coreos.com/v1", "{what}");
+    let keys: BTreeSet<&str> = sm.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from(["apiVersion", "kind", "metadata", "spec"]),
+        "{what}"
+    );
+    let spec = sm["spec"].as_object().unwrap();
+    for key in spec.keys() {
+        assert!(
+            ["jobLabel", "namespaceSelector", "selector", "endpoints"].contains(&key.as_str()),
+            "{what}: spec.{key}"
+        );
+    }
+    assert_eq!(
+        sm["spec"]["namespaceSelector"]["matchNames"],
+        serde_json::json!([NAMESPACE])
+    );
+    let selector: BTreeMap<String, String> =
+        serde_json::from_value(sm["spec"]["selector"]["matchLabels"].clone()).unwrap();
+    assert_subset(
+        &selector,
+        pod_labels,
+        &format!("{what}: ServiceMonitor selector"),
+    );
+    let endpoints = sm["spec"]["endpoints"].as_array().unwrap();
+    assert_eq!(endpoints.len(), 1);
+    assert_eq!(
+        (&endpoints[0]["port"], &endpoints[0]["path"]),
+        (&"admin".into(), &"/metrics".into())
+    );
+    for key in ["interval", "scrapeTimeout"] {
+        assert!(
+            endpoints[0][key].as_str().is_some_and(|d| d.ends_with('s')),
+            "{what}: {key}"
+        );
+    }
+    // A Service it selects must have the admin port.
+    let has_admin_port = m.all::<Service>("Service").into_iter().any(|s| {
+        let spec = s.spec.unwrap();
+        selector
+            .iter()
+            .all(|(k, v)| s.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v))
+            && spec
+                .ports
+                .unwrap()
+                .iter()
+                .any(|p| p.name.as_deref() == Some("admin"))
+    });
+    assert!(
+        has_admin_port,
+        "{what}: no selected Service has a port named admin"
+    );
+}
+
+/// The dashboard is valid JSON whose queries show the key metrics and only real ones.
+fn check_dashboard(cm: &ConfigMap, what: &str) {
+    assert_eq!(
+        cm.metadata.labels.as_ref().unwrap()["grafana_dashboard"],
+        "1"
+    );
+    let data = cm.data.as_ref().expect("dashboard data");
+    assert_eq!(data.len(), 1);
+    let dashboard: serde_json::Value = serde_json::from_str(data.values().next().unwrap())
+        .unwrap_or_else(|e| panic!("{what}: dashboard JSON: {e}"));
+    let exprs: Vec<&str> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap())
+        .map(|t| t["expr"].as_str().unwrap())
+        .collect();
+    let all = exprs.join("\n");
+    for used in all
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("ringress_"))
+    {
+        let base = used.strip_suffix("_bucket").unwrap_or(used);
+        assert!(
+            METRICS.contains(&base),
+            "{what}: dashboard queries unknown metric {used}"
+        );
+    }
+    for needed in [
+        "ringress_requests_total",
+        "histogram_quantile(0.99, sum by (le) (rate(ringress_request_duration_seconds_bucket",
+        "ringress_endpoint_in_flight",
+        "ringress_bounded_load_spills_total",
+        "ringress_lifo_rejected_total",
+    ] {
+        assert!(all.contains(needed), "{what}: dashboard lacks {needed}");
+    }
+}
+
+// ---- rendering and parsing ---------------------------------------------------------------------
+
+/// One rendered object, with the template it came from.
+struct Doc {
+    source: String,
+    kind: String,
+    value: serde_yaml::Value,
+}
+
+impl Doc {
+    fn labels(&self) -> BTreeMap<String, String> {
+        serde_yaml::from_value(self.value["metadata"]["labels"].clone()).unwrap_or_default()
+    }
+}
+
+struct Manifests {
+    docs: Vec<Doc>,
+}
+
+impl Manifests {
+    /// Splits a `helm template` stream and parses every object strictly into its API type.
+    fn parse(stream: &str) -> Self {
+        let mut docs = Vec::new();
+        let mut source = String::from("(unknown)");
+        for chunk in stream
+            .split("\n---\n")
+            .flat_map(|c| c.strip_prefix("---\n").or(Some(c)))
+        {
+            if let Some(s) = chunk.lines().find_map(|l| l.strip_prefix("# Source: ")) {
+                source = s.to_owned();
+            }
+            let value: serde_yaml::Value = serde_yaml::from_str(chunk)
+                .unwrap_or_else(|e| panic!("{source}: not YAML: {e}\n{chunk}"));
+            if value.is_null() {
+                continue;
+            }
+            let kind = value["kind"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{source}: no kind"))
+                .to_owned();
+            let typed = match kind.as_str() {
+                "Deployment" => try_strict::<Deployment>(&value).map(drop),
+                "Service" => try_strict::<Service>(&value).map(drop),
+                "ConfigMap" => try_strict::<ConfigMap>(&value).map(drop),
+                "ServiceAccount" => try_strict::<ServiceAccount>(&value).map(drop),
+                "ClusterRole" => try_strict::<ClusterRole>(&value).map(drop),
+                "ClusterRoleBinding" => try_strict::<ClusterRoleBinding>(&value).map(drop),
+                "Role" => try_strict::<Role>(&value).map(drop),
+                "RoleBinding" => try_strict::<RoleBinding>(&value).map(drop),
+                "PodDisruptionBudget" => try_strict::<PodDisruptionBudget>(&value).map(drop),
+                "HorizontalPodAutoscaler" => {
+                    try_strict::<HorizontalPodAutoscaler>(&value).map(drop)
+                }
+                "ServiceMonitor" => Ok(()), // a CRD: see check_service_monitor
+                other => Err(format!("unexpected kind {other}")),
+            };
+            typed.unwrap_or_else(|e| panic!("{source}: {kind}: {e}"));
+            let meta: ObjectMeta = serde_yaml::from_value(value["metadata"].clone()).unwrap();
+            assert!(
+                meta.name.is_some_and(|n| !n.is_empty()),
+                "{source}: no name"
+            );
+            docs.push(Doc {
+                source: source.clone(),
+                kind,
+                value,
+            });
+        }
+        Manifests { docs }
+    }
+
+    fn kinds(&self) -> Vec<String> {
+        let kinds: BTreeSet<String> = self.docs.iter().map(|d| d.kind.clone()).collect();
+        kinds.into_iter().collect()
+    }
+
+    fn all<T: DeserializeOwned>(&self, kind: &str) -> Vec<T> {
+        self.docs
+            .iter()
+            .filter(|d| d.kind == kind)
+            .map(|d| try_strict(&d.value).unwrap())
+            .collect()
+    }
+
+    fn one<T: DeserializeOwned>(&self, kind: &str) -> T {
+        let mut all = self.all(kind);
+        assert_eq!(all.len(), 1, "want exactly one {kind}");
+        all.pop().unwrap()
+    }
+
+    fn named<T: DeserializeOwned>(&self, kind: &str, name: &str) -> T {
+        let doc = self
+            .docs
+            .iter()
+            .find(|d| d.kind == kind && d.value["metadata"]["name"].as_str() == Some(name));
+        try_strict(
+            &doc.unwrap_or_else(|| panic!("no {kind} named {name}"))
+                .value,
+        )
+        .unwrap()
+    }
+
+    /// The objects keyed by kind, namespace and name, for comparing renderings regardless of order.
+    fn by_identity(&self) -> BTreeMap<String, String> {
+        self.docs
+            .iter()
+            .map(|d| {
+                let meta = &d.value["metadata"];
+                let id = format!(
+                    "{}/{}/{}",
+                    d.kind,
+                    meta["namespace"].as_str().unwrap_or(""),
+                    meta["name"].as_str().unwrap()
+                );
+                (id, serde_yaml::to_string(&d.value).unwrap())
+            })
+            .collect()
+    }
+}
+
+/// Deserializes into `T`, reporting every field `T` does not know as an error.
+fn try_strict<T: DeserializeOwned>(value: &serde_yaml::Value) -> Result<T, String> {
+    let mut unknown = Vec::new();
+    let typed = serde_ignored::deserialize(value.clone(), |path| unknown.push(path.to_string()))
+        .map_err(|e| e.to_string())?;
+    if unknown.is_empty() {
+        Ok(typed)
+    } else {
+        Err(format!("unknown fields: {}", unknown.join(", ")))
+    }
+}
+
+/// Renders the chart with the renderer's extra arguments; Err carries its stderr.
+fn render(args: &[&str]) -> Result<String, String> {
+    let out = Command::new(renderer())
+        .arg(chart_dir())
+        .args(args)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8(out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn render_ok(args: &[&str]) -> Manifests {
+    let stream = render(args).unwrap_or_else(|e| panic!("render {args:?} failed:\n{e}"));
+    Manifests::parse(&stream)
+}
+
+/// Builds `charts/render` once, in GOPATH mode against Debian's Go library packages.
+fn renderer() -> &'static Path {
+    static RENDERER: OnceLock<PathBuf> = OnceLock::new();
+    RENDERER.get_or_init(|| {
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let binary = tmp.join("ringress-chart-render");
+        let result = Command::new("go")
+            .arg("build")
+            .arg("-o")
+            .arg(&binary)
+            .arg(".")
+            .current_dir(repo_root().join("charts/render"))
+            .env("GO111MODULE", "off")
+            .env("GOPATH", DEBIAN_GOPATH)
+            .env("GOFLAGS", "")
+            .env("GOCACHE", tmp.join("go-build"))
+            .output();
+        let out = result.unwrap_or_else(|e| {
+            panic!(
+                "cannot run `go` ({e}): the chart tests need `apt-get install -y {APT_PACKAGES}`"
+            )
+        });
+        assert!(
+            out.status.success(),
+            "building charts/render failed (it needs `apt-get install -y {APT_PACKAGES}`):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        binary
+    })
+}
+
+// ---- small helpers ----------------------------------------------------------------------------
+
+/// The repository root; `file!()` is absolute when this test is compiled from a crate elsewhere.
+fn repo_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    [manifest.parent(), Path::new(file!()).ancestors().nth(3)]
+        .into_iter()
+        .flatten()
+        .find(|p| p.join("charts/ringress/Chart.yaml").is_file())
+        .map(Path::to_path_buf)
+        .expect("charts/ringress not found")
+}
+
+fn chart_dir() -> PathBuf {
+    repo_root().join("charts/ringress")
+}
+
+fn ci_file(name: &str) -> String {
+    chart_dir().join("ci").join(name).display().to_string()
+}
+
+fn ci_values_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(chart_dir().join("ci"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// A file under the target's temp dir, unique to this process and call.
+fn temp_file(name: &str, contents: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "chart-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(name);
+    std::fs::write(&file, contents).unwrap();
+    file
+}
+
+fn pod_spec(deploy: &Deployment) -> &PodSpec {
+    deploy.spec.template.spec.as_ref().unwrap()
+}
+
+fn container(deploy: &Deployment) -> &Container {
+    let containers = &pod_spec(deploy).containers;
+    assert_eq!(containers.len(), 1);
+    &containers[0]
+}
+
+#[derive(Debug, PartialEq)]
+enum PreStop {
+    /// The kubelet's own sleep action (Kubernetes 1.30+).
+    Sleep(i64),
+    /// `sleep N` run in the container.
+    Exec(i64),
+}
+
+fn pre_stop(c: &Container) -> Option<PreStop> {
+    let hook = c.lifecycle.as_ref()?.pre_stop.as_ref()?;
+    if let Some(sleep) = &hook.sleep {
+        return Some(PreStop::Sleep(sleep.seconds));
+    }
+    match hook.exec.as_ref().and_then(|e| e.command.as_deref()) {
+        Some([sleep, n]) if sleep == "sleep" => Some(PreStop::Exec(n.parse().expect("seconds"))),
+        other => panic!("preStop is neither a sleep action nor `sleep N`: {other:?}"),
+    }
+}
+
+fn assert_subset(small: &BTreeMap<String, String>, big: &BTreeMap<String, String>, what: &str) {
+    assert!(!small.is_empty(), "{what}: empty selector");
+    for (k, v) in small {
+        assert_eq!(big.get(k), Some(v), "{what}: {k}");
+    }
+}
+
+fn chart_app_version() -> String {
+    let chart: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(chart_dir().join("Chart.yaml")).unwrap())
+            .unwrap();
+    chart["appVersion"]
+        .as_str()
+        .expect("appVersion is a string")
+        .to_owned()
+}
+
+/// `version` under `[workspace.package]` in the root Cargo.toml.
+fn workspace_version() -> String {
+    let text = std::fs::read_to_string(repo_root().join("Cargo.toml")).unwrap();
+    let section = text
+        .split("[workspace.package]")
+        .nth(1)
+        .expect("[workspace.package]");
+    let line = section
+        .lines()
+        .find(|l| l.trim_start().starts_with("version"))
+        .expect("version");
+    line.split('"').nth(1).expect("quoted version").to_owned()
+}
