@@ -102,13 +102,18 @@ impl FakeApiServer {
     /// For synchronous tests (e.g. ones driving the ringress binary): starts on a free port,
     /// served by a runtime of its own. Use [`Self::restart_blocking`] to restart it.
     pub fn start_blocking() -> Self {
+        Self::start_on_blocking(SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// [`Self::start_blocking`] on a chosen address.
+    pub fn start_on_blocking(addr: SocketAddr) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .expect("fake API server runtime");
         let handle = runtime.handle().clone();
-        Self::new(SocketAddr::from(([127, 0, 0, 1], 0)), handle, Some(runtime))
+        Self::new(addr, handle, Some(runtime))
     }
 
     fn new(addr: SocketAddr, handle: Handle, runtime: Option<Runtime>) -> Self {
