@@ -1,0 +1,194 @@
+//! The compiled form of a route file, as the proxy reads it. Every type
+//! serialises to JSON for the admin `/routes` page: durations as Go-style
+//! strings, algorithms by name.
+
+use std::time::Duration;
+
+use ringress_ring::Algorithm;
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+
+use crate::duration::format_duration;
+use crate::matcher::Compiled;
+use crate::template::Template;
+
+/// Most `{param}` segments one `path` may capture; captures live in a
+/// fixed-size array so matching never allocates.
+pub const MAX_PARAMS: usize = 8;
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub matcher: MatchSpec,
+    /// In file order.
+    pub filters: Vec<Filter>,
+    pub backend: Backend,
+    /// The effective bounded-load factor: the last
+    /// `consistentHashBalanceFactor`, else [`ringress_ring::DEFAULT_BALANCE_FACTOR`].
+    pub balance_factor: f64,
+    /// The last `lifo` filter, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lifo: Option<LifoSpec>,
+    /// The last `lifoGroup` filter, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lifo_group: Option<LifoGroupSpec>,
+    /// `setRequestHeader` filters in order; names lowercase.
+    #[serde(skip)]
+    pub request_headers: Vec<(String, String)>,
+    /// `setResponseHeader` filters in order; names lowercase.
+    #[serde(skip)]
+    pub response_headers: Vec<(String, String)>,
+    #[serde(skip)]
+    pub(crate) compiled: Compiled,
+}
+
+/// The `match:` section. Absent conditions hold for every request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MatchSpec {
+    /// As written, e.g. `/products/{id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// As written, e.g. `/static/`; matching ignores a trailing slash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_regex: Option<String>,
+    /// Lowercase; may start with `*.`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Uppercase; any of them matches. Empty: every method.
+    #[serde(rename = "method", skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    /// Lowercase names, exact values.
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "pairs_as_map")]
+    pub headers: Vec<(String, String)>,
+    /// Exact values of raw (not percent-decoded) query parameters.
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "pairs_as_map")]
+    pub query: Vec<(String, String)>,
+}
+
+/// Filters in Skipper's names; JSON shows them as in the file.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Filter {
+    ConsistentHashKey(Template),
+    ConsistentHashBalanceFactor(f64),
+    Lifo(LifoSpec),
+    LifoGroup(LifoGroupSpec),
+    SetRequestHeader { name: String, value: String },
+    SetResponseHeader { name: String, value: String },
+}
+
+impl Filter {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Filter::ConsistentHashKey(_) => "consistentHashKey",
+            Filter::ConsistentHashBalanceFactor(_) => "consistentHashBalanceFactor",
+            Filter::Lifo(_) => "lifo",
+            Filter::LifoGroup(_) => "lifoGroup",
+            Filter::SetRequestHeader { .. } => "setRequestHeader",
+            Filter::SetResponseHeader { .. } => "setResponseHeader",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LifoSpec {
+    pub max_concurrency: usize,
+    pub max_queue_size: usize,
+    #[serde(serialize_with = "duration_str")]
+    pub timeout: Duration,
+}
+
+impl Default for LifoSpec {
+    /// Skipper's defaults for the `lifo` filter.
+    fn default() -> Self {
+        LifoSpec {
+            max_concurrency: 100,
+            max_queue_size: 100,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LifoGroupSpec {
+    pub name: String,
+    #[serde(flatten)]
+    pub spec: LifoSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Backend {
+    #[serde(flatten)]
+    pub target: BackendTarget,
+    #[serde(serialize_with = "algorithm_name")]
+    pub algorithm: Algorithm,
+    pub timeouts: Timeouts,
+    pub retries: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Timeouts {
+    #[serde(serialize_with = "duration_str")]
+    pub connect: Duration,
+    #[serde(serialize_with = "duration_str")]
+    pub response: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(1),
+            response: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Retries after connection failures, to the next ring candidate.
+pub const DEFAULT_RETRIES: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum BackendTarget {
+    /// `http(s)://host:port`, in file order, without duplicates.
+    Endpoints(Vec<String>),
+    /// Endpoints filled in from Kubernetes.
+    Service(ServiceRef),
+    /// Answered by the proxy itself with this status.
+    Status(u16),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct ServiceRef {
+    pub namespace: String,
+    pub name: String,
+    pub port: PortRef,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(untagged)]
+pub enum PortRef {
+    Name(String),
+    Number(u16),
+}
+
+fn duration_str<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_duration(*d))
+}
+
+fn algorithm_name<S: Serializer>(a: &Algorithm, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(a.name())
+}
+
+fn pairs_as_map<S: Serializer>(pairs: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+    let mut map = s.serialize_map(Some(pairs.len()))?;
+    for (k, v) in pairs {
+        map.serialize_entry(k, v)?;
+    }
+    map.end()
+}
