@@ -9,6 +9,11 @@ use ringress::server::{self, Settings};
 use ringress_ring::{hash_key, HashRing, Registry};
 use ringress_routes::RouteTable;
 
+/// pingora allocates per request (headers, tasks, buffers); mimalloc's
+/// thread-local free lists halve glibc malloc's share of CPU (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
