@@ -255,7 +255,7 @@ where
             let mut gauge = Gauge::default();
             gauge.set_value(value);
             let mut metric = Metric::default();
-            metric.set_label(vec![pair].into());
+            metric.set_label(vec![pair]);
             metric.set_gauge(gauge);
             family.mut_metric().push(metric);
         }

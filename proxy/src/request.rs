@@ -4,7 +4,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 
-use http::header::{self, HeaderName};
+use http::header::{self, HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use ringress_routes::RequestParts;
 
@@ -85,27 +85,36 @@ pub fn strip_hop_by_hop(req: &mut RequestHeader) {
 }
 
 /// Appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto`/`-Host`.
-pub fn add_forwarded(req: &mut RequestHeader, client: Option<IpAddr>, proto: &str) {
-    let host = req
-        .headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    if let Some(ip) = client {
-        let xff = match req
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(prior) if !prior.trim().is_empty() => format!("{prior}, {ip}"),
-            _ => ip.to_string(),
-        };
-        let _ = req.insert_header("x-forwarded-for", xff);
-    }
-    let _ = req.insert_header("x-forwarded-proto", proto);
-    if let Some(host) = host {
+/// Static names and a shared Host value keep this to one allocation.
+pub fn add_forwarded(req: &mut RequestHeader, client: Option<IpAddr>, proto: &'static str) {
+    if let Some(host) = req.headers.get(header::HOST).cloned() {
         let _ = req.insert_header("x-forwarded-host", host);
     }
+    if let Some(ip) = client {
+        use std::io::Write;
+        let mut buf = [0u8; 512]; // an XFF chain this long is already suspicious
+        let mut out = &mut buf[..];
+        let fits = match req.headers.get("x-forwarded-for").map(|v| v.as_bytes()) {
+            Some(prior) if !prior.trim_ascii().is_empty() => {
+                out.write_all(prior).and_then(|()| write!(out, ", {ip}"))
+            }
+            _ => write!(out, "{ip}"),
+        };
+        let written = 512 - out.len();
+        // A chain longer than the buffer is kept as it came, plus the client.
+        let value = match fits {
+            Ok(()) => HeaderValue::from_bytes(&buf[..written]).ok(),
+            Err(_) => req
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|prior| HeaderValue::from_str(&format!("{prior}, {ip}")).ok()),
+        };
+        if let Some(value) = value {
+            let _ = req.insert_header("x-forwarded-for", value);
+        }
+    }
+    let _ = req.insert_header("x-forwarded-proto", HeaderValue::from_static(proto));
 }
 
 thread_local! {

@@ -1,6 +1,6 @@
 //! Test harness: real backends on loopback, the real `ringress` binary, and a
 //! small blocking HTTP/1.1 client.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod backend;
 pub mod client;
