@@ -44,9 +44,7 @@ impl HashRing {
                 positions.push((xxh64(&label), index as u32));
             }
         }
-        sort_positions(&mut positions);
-        let hashes: Vec<u64> = positions.iter().map(|p| p.0).collect();
-        let owners: Vec<u32> = positions.iter().map(|p| p.1).collect();
+        let (hashes, owners) = sort_positions(positions);
 
         // About one position per prefix bucket, at most 2^16 buckets.
         let bits = (usize::BITS - hashes.len().leading_zeros()).clamp(1, 16);
@@ -182,39 +180,41 @@ fn position_suffixes() -> Vec<String> {
         .collect()
 }
 
-/// Sorts by (hash, endpoint index). Hashes are uniform, so big rings use one
-/// counting pass on the top 16 bits and then sort each bucket (about one
-/// position each): well under half the time of a comparison sort at 100,000
-/// positions, which keeps rebuilds cheap.
-fn sort_positions(positions: &mut Vec<(u64, u32)>) {
+/// Sorts by (hash, endpoint index) into separate hash and owner arrays.
+/// Hashes are uniform, so big rings use one counting pass on the top 16 bits,
+/// scattering straight into the final arrays, and then an insertion sort per
+/// bucket (about one position each): well under half the time of a comparison
+/// sort at 100,000 positions, which keeps rebuilds cheap.
+fn sort_positions(mut positions: Vec<(u64, u32)>) -> (Vec<u64>, Vec<u32>) {
     if positions.len() < 4096 {
         positions.sort_unstable();
-        return;
+        return positions.into_iter().unzip();
     }
     let mut starts = vec![0usize; (1 << 16) + 1];
-    for &(hash, _) in positions.iter() {
+    for &(hash, _) in &positions {
         starts[(hash >> 48) as usize + 1] += 1;
     }
     for b in 1..starts.len() {
         starts[b] += starts[b - 1];
     }
     let mut next = starts.clone();
-    let mut sorted = vec![(0u64, 0u32); positions.len()];
-    for &p in positions.iter() {
-        let bucket = (p.0 >> 48) as usize;
-        sorted[next[bucket]] = p;
-        next[bucket] += 1;
+    let mut hashes = vec![0u64; positions.len()];
+    let mut owners = vec![0u32; positions.len()];
+    for &(hash, owner) in &positions {
+        let slot = &mut next[(hash >> 48) as usize];
+        hashes[*slot] = hash;
+        owners[*slot] = owner;
+        *slot += 1;
     }
-    // Buckets hold about one position each: an insertion sort is all they need.
     for b in 0..1 << 16 {
-        let bucket = &mut sorted[starts[b]..starts[b + 1]];
-        for i in 1..bucket.len() {
+        for i in starts[b] + 1..starts[b + 1] {
             let mut j = i;
-            while j > 0 && bucket[j - 1] > bucket[j] {
-                bucket.swap(j - 1, j);
+            while j > starts[b] && (hashes[j - 1], owners[j - 1]) > (hashes[j], owners[j]) {
+                hashes.swap(j - 1, j);
+                owners.swap(j - 1, j);
                 j -= 1;
             }
         }
     }
-    *positions = sorted;
+    (hashes, owners)
 }
