@@ -8,13 +8,12 @@ mod support;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use support::k8s_apiserver::{not_ready, ready, slice, terminating, FakeApiServer};
-use support::{eventually, free_port, Backend, Client, Ringress};
+use support::{eventually, free_port, Backend, Load, Ringress};
 
 const ROUTES: &str = r#"routes:
   - name: web
@@ -137,29 +136,7 @@ fn scaling_up_and_down_under_traffic_loses_nothing() {
     for pod in &cluster.pods {
         pod.set_delay(Duration::from_millis(20));
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicUsize::new(0));
-    let listen = proxy.listen;
-    let workers: Vec<_> = (0..4)
-        .map(|w| {
-            let (stop, ok) = (Arc::clone(&stop), Arc::clone(&ok));
-            thread::spawn(move || {
-                let mut client = Client::new(listen);
-                let mut failures = Vec::new();
-                let mut i = 0;
-                while !stop.load(Ordering::SeqCst) {
-                    i += 1;
-                    match client.get(&format!("/products/{w}-{i}")) {
-                        Ok(r) if r.status == 200 => {
-                            ok.fetch_add(1, Ordering::SeqCst);
-                        }
-                        other => failures.push(format!("{other:?}")),
-                    }
-                }
-                failures
-            })
-        })
-        .collect();
+    let load = Load::start(proxy.listen, 4);
     let pause = || thread::sleep(Duration::from_millis(400));
     // Scale up.
     cluster.publish((0..3).map(|i| ready(&cluster.ip(i))).collect());
@@ -194,16 +171,13 @@ fn scaling_up_and_down_under_traffic_loses_nothing() {
     cluster.publish(vec![ready(&cluster.ip(0))]);
     wait_for_endpoints(&proxy, &[url(&cluster, 0)]);
     pause();
-    stop.store(true, Ordering::SeqCst);
-    let failures: Vec<String> = workers
-        .into_iter()
-        .flat_map(|w| w.join().unwrap())
-        .collect();
+    let outcome = load.stop();
+    let failures = outcome.failures;
     assert!(
         failures.is_empty(),
         "failed requests while scaling: {failures:?}"
     );
-    assert!(ok.load(Ordering::SeqCst) > 50);
+    assert!(outcome.ok > 50);
     assert!(
         cluster.pods[2].hits() > 0,
         "the scaled-up pod served traffic"

@@ -2,13 +2,12 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use ringress_ring::{hash_key, HashRing, Registry};
-use support::{eventually, free_port, Backend, Client, Ringress};
+use support::{eventually, free_port, Backend, Client, Load, Ringress};
 
 fn consistent_routes(backends: &[&Backend], extra_filters: &str) -> String {
     let endpoints: Vec<String> = backends
@@ -362,29 +361,7 @@ fn reload_under_traffic_loses_no_request_and_rejects_bad_files() {
         )
     };
     let proxy = Ringress::start(&routes_v(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicUsize::new(0));
-    let listen = proxy.listen;
-    let workers: Vec<_> = (0..4)
-        .map(|w| {
-            let (stop, ok) = (Arc::clone(&stop), Arc::clone(&ok));
-            thread::spawn(move || {
-                let mut client = Client::new(listen);
-                let mut failures = Vec::new();
-                let mut i = 0;
-                while !stop.load(Ordering::SeqCst) {
-                    i += 1;
-                    match client.get(&format!("/products/{w}-{i}")) {
-                        Ok(r) if r.status == 200 => {
-                            ok.fetch_add(1, Ordering::SeqCst);
-                        }
-                        other => failures.push(format!("{other:?}")),
-                    }
-                }
-                failures
-            })
-        })
-        .collect();
+    let load = Load::start(proxy.listen, 4);
     let started = Instant::now();
     for v in 1..=12 {
         if v % 2 == 0 {
@@ -398,17 +375,14 @@ fn reload_under_traffic_loses_no_request_and_rejects_bad_files() {
         }
         thread::sleep(Duration::from_millis(600));
     }
-    stop.store(true, Ordering::SeqCst);
-    let failures: Vec<String> = workers
-        .into_iter()
-        .flat_map(|w| w.join().unwrap())
-        .collect();
+    let outcome = load.stop();
+    let failures = outcome.failures;
     assert!(
         failures.is_empty(),
         "failed requests during reloads: {failures:?}"
     );
     assert!(
-        ok.load(Ordering::SeqCst) > 100,
+        outcome.ok > 100,
         "traffic flowed for {:?}",
         started.elapsed()
     );
@@ -457,29 +431,25 @@ fn metrics_follow_traffic() {
     for i in 0..25 {
         assert_eq!(client.get(&format!("/products/{i}")).unwrap().status, 200);
     }
-    let after = proxy.metric_sum(
-        "ringress_requests_total",
-        &[
-            r#"route="products""#,
-            r#"method="GET""#,
-            r#"status_class="2xx""#,
-        ],
-    );
-    assert_eq!(after - before, 25.0);
-    assert_eq!(
-        proxy.metric(
+    // Metrics are recorded in pingora's logging phase, just after the client
+    // has its response: wait for the last one to land.
+    let upstream = format!(r#"endpoint="{}""#, backend.url());
+    eventually(Duration::from_secs(5), "25 requests counted", || {
+        let after = proxy.metric_sum(
+            "ringress_requests_total",
+            &[
+                r#"route="products""#,
+                r#"method="GET""#,
+                r#"status_class="2xx""#,
+            ],
+        );
+        let durations = proxy.metric(
             "ringress_request_duration_seconds_count",
-            r#"route="products""#
-        ),
-        25.0
-    );
-    assert_eq!(
-        proxy.metric(
-            "ringress_upstream_duration_seconds_count",
-            &format!(r#"endpoint="{}""#, backend.url())
-        ),
-        25.0
-    );
+            r#"route="products""#,
+        );
+        let upstreams = proxy.metric("ringress_upstream_duration_seconds_count", &upstream);
+        (after - before == 25.0 && durations == 25.0 && upstreams == 25.0).then_some(())
+    });
     assert_eq!(
         proxy.metric(
             "ringress_endpoint_in_flight",

@@ -5,10 +5,12 @@
 pub mod backend;
 pub mod client;
 pub mod k8s_apiserver;
+pub mod load;
 pub mod process;
 
 pub use backend::Backend;
 pub use client::{Client, Response};
+pub use load::Load;
 pub use process::Ringress;
 
 use std::net::{SocketAddr, TcpListener};
