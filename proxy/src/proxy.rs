@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::header;
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::HttpModules;
 use pingora::proxy::{FailToProxy, ProxyHttp, ProxyWarnLogContext, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
@@ -132,6 +133,10 @@ fn status_line(status: u16) -> &'static str {
 #[async_trait]
 impl ProxyHttp for Proxy {
     type CTX = Ctx;
+
+    /// No downstream modules: pingora's default adds a (disabled) compression
+    /// module whose per-request context and filter calls we would only pay for.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
@@ -369,6 +374,16 @@ impl ProxyHttp for Proxy {
             }
         }
         Ok(())
+    }
+
+    /// Clients that go away mid-request are routine at an ingress; they are
+    /// counted (`status_class="other"`) rather than logged as errors.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, error: &Error) -> bool {
+        error.esource() == &ErrorSource::Downstream
+            && matches!(
+                error.etype(),
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
+            )
     }
 
     /// Retried connection failures are counted in `ringress_retries_total`;
