@@ -363,9 +363,8 @@ impl ProxyHttp for Proxy {
         upstream: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if upstream.status != http::StatusCode::SWITCHING_PROTOCOLS {
-            upstream.remove_header(&header::CONNECTION);
-        }
+        // pingora writes `Connection` itself (keep-alive or close) on every
+        // final response; a 101 keeps the upstream's `Connection: upgrade`.
         upstream.remove_header("keep-alive");
         upstream.remove_header("proxy-connection");
         if let Some(rr) = ctx.route() {
@@ -442,7 +441,8 @@ impl ProxyHttp for Proxy {
             .map(|r| r.status.as_u16())
             .or(ctx.answered)
             .unwrap_or(0);
-        let elapsed = ctx.start.elapsed();
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(ctx.start);
         let method = session.req_header().method.as_str();
         let rr = ctx.route();
         let metrics = rr.map_or(&self.ingress.no_route, |rr| &rr.metrics);
@@ -450,7 +450,8 @@ impl ProxyHttp for Proxy {
         metrics.duration.observe(elapsed.as_secs_f64());
         let endpoint = match (rr, ctx.endpoint, ctx.upstream_start) {
             (Some(rr), Some(i), Some(t)) => rr.pool.as_ref().map(|pool| {
-                pool.upstreams[i].latency.observe(t.elapsed().as_secs_f64());
+                let upstream = now.saturating_duration_since(t);
+                pool.upstreams[i].latency.observe(upstream.as_secs_f64());
                 pool.balancer.endpoints()[i].addr()
             }),
             _ => None,

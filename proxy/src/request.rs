@@ -61,6 +61,14 @@ const HOP_BY_HOP: [HeaderName; 5] = [
 /// Removes hop-by-hop headers, including those named by `Connection`, but
 /// keeps an `Upgrade` handshake (WebSocket) intact.
 pub fn strip_hop_by_hop(req: &mut RequestHeader) {
+    // Most requests carry none of these: one pass over the names decides.
+    let any = req
+        .headers
+        .keys()
+        .any(|name| name == header::UPGRADE || HOP_BY_HOP.contains(name));
+    if !any {
+        return;
+    }
     let upgrade = req.headers.contains_key(header::UPGRADE);
     let named: Vec<String> = req
         .headers
@@ -84,37 +92,108 @@ pub fn strip_hop_by_hop(req: &mut RequestHeader) {
     }
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
 /// Appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto`/`-Host`.
-/// Static names and a shared Host value keep this to one allocation.
+/// Static names, a shared Host value and an IP written without `fmt` keep this
+/// to one value allocation.
 pub fn add_forwarded(req: &mut RequestHeader, client: Option<IpAddr>, proto: &'static str) {
     if let Some(host) = req.headers.get(header::HOST).cloned() {
         let _ = req.insert_header("x-forwarded-host", host);
     }
     if let Some(ip) = client {
-        use std::io::Write;
-        let mut buf = [0u8; 512]; // an XFF chain this long is already suspicious
-        let mut out = &mut buf[..];
-        let fits = match req.headers.get("x-forwarded-for").map(|v| v.as_bytes()) {
-            Some(prior) if !prior.trim_ascii().is_empty() => {
-                out.write_all(prior).and_then(|()| write!(out, ", {ip}"))
+        let value = match req.headers.get(&X_FORWARDED_FOR) {
+            Some(prior) if !prior.as_bytes().trim_ascii().is_empty() => {
+                let mut chain = Vec::with_capacity(prior.len() + 2 + 39);
+                chain.extend_from_slice(prior.as_bytes());
+                chain.extend_from_slice(b", ");
+                write_ip(&mut chain, ip);
+                HeaderValue::from_bytes(&chain).ok()
             }
-            _ => write!(out, "{ip}"),
-        };
-        let written = 512 - out.len();
-        // A chain longer than the buffer is kept as it came, plus the client.
-        let value = match fits {
-            Ok(()) => HeaderValue::from_bytes(&buf[..written]).ok(),
-            Err(_) => req
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|prior| HeaderValue::from_str(&format!("{prior}, {ip}")).ok()),
+            _ => {
+                let mut buf = IpText::default();
+                write_ip(&mut buf, ip);
+                HeaderValue::from_bytes(buf.as_bytes()).ok()
+            }
         };
         if let Some(value) = value {
             let _ = req.insert_header("x-forwarded-for", value);
         }
     }
     let _ = req.insert_header("x-forwarded-proto", HeaderValue::from_static(proto));
+}
+
+/// Room for the longest IPv6 text form, on the stack.
+struct IpText {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl Default for IpText {
+    fn default() -> Self {
+        Self {
+            buf: [0; 48],
+            len: 0,
+        }
+    }
+}
+
+impl IpText {
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl Sink for IpText {
+    fn put(&mut self, bytes: &[u8]) {
+        let end = (self.len + bytes.len()).min(self.buf.len());
+        self.buf[self.len..end].copy_from_slice(&bytes[..end - self.len]);
+        self.len = end;
+    }
+}
+
+/// Dotted quads by hand: `fmt` costs more than the rest of the header work.
+fn write_ip(out: &mut impl Sink, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.put(b".");
+                }
+                let digits = [
+                    b'0' + octet / 100,
+                    b'0' + octet / 10 % 10,
+                    b'0' + octet % 10,
+                ];
+                let skip = if octet >= 100 {
+                    0
+                } else if octet >= 10 {
+                    1
+                } else {
+                    2
+                };
+                out.put(&digits[skip..]);
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write;
+            let mut buf = [0u8; 48];
+            let mut cursor = &mut buf[..];
+            let _ = write!(cursor, "{v6}");
+            let written = 48 - cursor.len();
+            out.put(&buf[..written]);
+        }
+    }
 }
 
 thread_local! {
@@ -130,4 +209,64 @@ pub fn random_u64() -> u64 {
         state.set(rng.0);
         r
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forwarded_for(prior: Option<&str>, client: &str) -> String {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("Host", "shop.example").unwrap();
+        if let Some(prior) = prior {
+            req.insert_header("X-Forwarded-For", prior).unwrap();
+        }
+        add_forwarded(&mut req, Some(client.parse().unwrap()), "http");
+        assert_eq!(req.headers["x-forwarded-host"], "shop.example");
+        assert_eq!(req.headers["x-forwarded-proto"], "http");
+        req.headers["x-forwarded-for"].to_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn client_address_is_written_as_std_formats_it() {
+        for ip in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "127.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::ffff:192.0.2.128",
+        ] {
+            let parsed: IpAddr = ip.parse().unwrap();
+            assert_eq!(forwarded_for(None, ip), parsed.to_string());
+        }
+    }
+
+    #[test]
+    fn client_is_appended_to_an_existing_chain() {
+        assert_eq!(
+            forwarded_for(Some("203.0.113.7, 10.0.0.1"), "10.1.2.3"),
+            "203.0.113.7, 10.0.0.1, 10.1.2.3"
+        );
+        assert_eq!(forwarded_for(Some("  "), "10.1.2.3"), "10.1.2.3");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_named_by_connection_are_removed() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("Connection", "close, X-Secret").unwrap();
+        req.insert_header("X-Secret", "1").unwrap();
+        req.insert_header("Keep-Alive", "timeout=5").unwrap();
+        req.insert_header("Accept", "*/*").unwrap();
+        strip_hop_by_hop(&mut req);
+        let names: Vec<&str> = req.headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["accept"]);
+
+        let mut plain = RequestHeader::build("GET", b"/", None).unwrap();
+        plain.insert_header("Accept", "*/*").unwrap();
+        strip_hop_by_hop(&mut plain);
+        assert_eq!(plain.headers.len(), 1);
+    }
 }
