@@ -138,8 +138,7 @@ pub fn pick_admitted(
     now_ms: u64,
 ) -> Option<Pick> {
     let endpoints = balancer.endpoints();
-    let admitted =
-        |i: usize| exclude.excludes(i) || endpoints[i].health().is_ejected(now_ms);
+    let admitted = |i: usize| exclude.excludes(i) || endpoints[i].health().is_ejected(now_ms);
     balancer
         .pick(ctx, &admitted)
         .or_else(|| balancer.pick(ctx, exclude))
@@ -209,7 +208,10 @@ mod tests {
         for _ in 0..5 {
             now += h.ejected_for_ms(now);
             assert!(!h.is_ejected(now));
-            periods.push(h.record_failure(now, &POLICY).expect("one failure re-ejects"));
+            periods.push(
+                h.record_failure(now, &POLICY)
+                    .expect("one failure re-ejects"),
+            );
         }
         assert_eq!(periods, [1_000, 2_000, 4_000, 5_000, 5_000, 5_000]);
     }
@@ -220,7 +222,8 @@ mod tests {
         for _ in 0..3 {
             h.record_failure(0, &POLICY);
         }
-        h.record_failure(1_000, &POLICY).expect("re-ejected for 2 s");
+        h.record_failure(1_000, &POLICY)
+            .expect("re-ejected for 2 s");
         assert!(h.is_ejected(2_999));
         h.record_success();
         assert_eq!(h.streak(), 0);
@@ -352,7 +355,9 @@ mod tests {
                 assert_eq!(pick.endpoint, owner, "other keys stay");
             }
             assert_eq!(
-                pick_admitted(&*b, &ctx, &NoExclusion, 1_000).unwrap().endpoint,
+                pick_admitted(&*b, &ctx, &NoExclusion, 1_000)
+                    .unwrap()
+                    .endpoint,
                 owner,
                 "back on readmission"
             );

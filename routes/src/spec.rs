@@ -131,7 +131,10 @@ pub struct Backend {
     pub timeouts: Timeouts,
     pub retries: u32,
     /// `None` when turned off with `passiveHealthCheck: false`.
-    #[serde(rename = "passiveHealthCheck", serialize_with = "health_check_or_false")]
+    #[serde(
+        rename = "passiveHealthCheck",
+        serialize_with = "health_check_or_false"
+    )]
     pub passive_health_check: Option<PassiveHealthCheck>,
 }
 

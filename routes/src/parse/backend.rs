@@ -4,9 +4,9 @@ use std::str::FromStr;
 
 use ringress_ring::Algorithm;
 
+use crate::marks::Kind;
 use crate::marks::{Node, Scalar};
 use crate::reader::Reader;
-use crate::marks::Kind;
 use crate::spec::{
     Backend, BackendTarget, PassiveHealthCheck, PortRef, ServiceRef, Timeouts, DEFAULT_RETRIES,
 };
