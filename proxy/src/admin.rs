@@ -12,9 +12,10 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use ringress_ring::{hash_key, NoExclusion, PickContext};
+use ringress_ring::{hash_key, pick_admitted, Algorithm, NoExclusion, PickContext};
 use serde_json::json;
 
+use crate::runtime::now_ms;
 use crate::state::Ingress;
 
 /// Serves admin requests on `listener` until the process exits.
@@ -82,6 +83,7 @@ fn readyz(ingress: &Ingress) -> Response<Full<Bytes>> {
 
 fn routes(ingress: &Ingress) -> Response<Full<Bytes>> {
     let runtime = ingress.runtime();
+    let now = now_ms();
     let routes: Vec<_> = runtime
         .routes
         .iter()
@@ -90,7 +92,13 @@ fn routes(ingress: &Ingress) -> Response<Full<Bytes>> {
                 pool.balancer
                     .endpoints()
                     .iter()
-                    .map(|e| json!({"address": e.addr(), "in_flight": e.in_flight()}))
+                    .map(|e| {
+                        json!({
+                            "address": e.addr(),
+                            "in_flight": e.in_flight(),
+                            "ejected_for_ms": e.health().ejected_for_ms(now),
+                        })
+                    })
                     .collect()
             });
             json!({"route": &*rr.route, "endpoints": endpoints})
@@ -135,13 +143,32 @@ fn ring(ingress: &Ingress, query: &str) -> Response<Full<Bytes>> {
         key_hash: hash_key(key.as_bytes()),
         random: crate::request::random_u64(),
     };
-    let Some(pick) = pool.balancer.pick(&ctx, &NoExclusion) else {
+    // The data plane's choice: ejected endpoints avoided unless all are.
+    let now = now_ms();
+    let pick = match rr.health {
+        Some(_) => pick_admitted(&*pool.balancer, &ctx, &NoExclusion, now),
+        None => pool.balancer.pick(&ctx, &NoExclusion),
+    };
+    let Some(pick) = pick else {
         return json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"error": "no endpoints", "route": route, "key": key}),
         );
     };
     let endpoints = pool.balancer.endpoints();
+    // The ring's owner even when ejection moved the key to its neighbour.
+    let owner = match pool.balancer.algorithm() {
+        Algorithm::ConsistentHash => pool
+            .balancer
+            .pick(&ctx, &NoExclusion)
+            .map_or(pick.owner, |p| p.owner),
+        _ => pick.owner,
+    };
+    let ejected: Vec<&str> = endpoints
+        .iter()
+        .filter(|e| e.health().is_ejected(now))
+        .map(|e| e.addr())
+        .collect();
     json_response(
         StatusCode::OK,
         json!({
@@ -150,8 +177,9 @@ fn ring(ingress: &Ingress, query: &str) -> Response<Full<Bytes>> {
             "algorithm": pool.balancer.algorithm().name(),
             "endpoint": endpoints[pick.endpoint].addr(),
             "in_flight": endpoints[pick.endpoint].in_flight(),
-            "owner": endpoints[pick.owner].addr(),
+            "owner": endpoints[owner].addr(),
             "spilled": pick.spilled(),
+            "ejected": ejected,
         }),
     )
 }

@@ -31,6 +31,7 @@ pub struct Metrics {
     spills: IntCounterVec,
     retries: IntCounterVec,
     upstream_failures: IntCounterVec,
+    ejections: IntCounterVec,
     pub reloads: IntCounter,
     pub reload_failures: IntCounter,
     pub route_generation: IntGauge,
@@ -127,6 +128,14 @@ impl Metrics {
             &["route"],
         )
         .unwrap();
+        let ejections = IntCounterVec::new(
+            Opts::new(
+                "ringress_endpoint_ejections_total",
+                "Endpoints ejected by the passive health check after consecutive connection failures",
+            ),
+            &["endpoint"],
+        )
+        .unwrap();
         let reloads = IntCounter::new(
             "ringress_route_reloads_total",
             "Route tables compiled and put in force",
@@ -149,6 +158,7 @@ impl Metrics {
             Box::new(spills.clone()),
             Box::new(retries.clone()),
             Box::new(upstream_failures.clone()),
+            Box::new(ejections.clone()),
             Box::new(reloads.clone()),
             Box::new(reload_failures.clone()),
             Box::new(route_generation.clone()),
@@ -163,6 +173,7 @@ impl Metrics {
             spills,
             retries,
             upstream_failures,
+            ejections,
             reloads,
             reload_failures,
             route_generation,
@@ -195,6 +206,10 @@ impl Metrics {
 
     pub fn upstream(&self, endpoint: &str) -> Histogram {
         self.upstream_duration.with_label_values(&[endpoint])
+    }
+
+    pub fn ejections(&self, endpoint: &str) -> IntCounter {
+        self.ejections.with_label_values(&[endpoint])
     }
 
     /// Prometheus text exposition of everything registered.

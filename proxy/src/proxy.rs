@@ -11,13 +11,13 @@ use pingora::modules::http::HttpModules;
 use pingora::proxy::{FailToProxy, ProxyHttp, ProxyWarnLogContext, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
-use ringress_ring::{hash_key, Algorithm, InFlightGuard, PickContext};
+use ringress_ring::{hash_key, pick_admitted, Algorithm, InFlightGuard, PickContext};
 use ringress_routes::RequestParts;
 
 use crate::access_log;
 use crate::lifo::{Permit, Rejection};
 use crate::request::{add_forwarded, random_u64, strip_hop_by_hop, RequestView};
-use crate::runtime::{RouteRuntime, Runtime};
+use crate::runtime::{ms_since_start, now_ms, RouteRuntime, Runtime};
 use crate::state::{ActiveRequest, Ingress};
 
 pub struct Proxy {
@@ -49,6 +49,8 @@ pub struct Ctx {
     endpoint: Option<usize>,
     upstream_start: Option<Instant>,
     guard: Option<InFlightGuard>,
+    /// The chosen endpoint sent a response head.
+    upstream_responded: bool,
     spilled: bool,
     /// `upstream_peer` ran at least once.
     peer_chosen: bool,
@@ -113,6 +115,23 @@ pub async fn answer(
     Ok(())
 }
 
+/// Counts a connection failure of endpoint `i` for the passive health check;
+/// an ejection is counted and logged once.
+fn record_connection_failure(rr: &RouteRuntime, i: usize) {
+    let (Some(policy), Some(pool)) = (&rr.health, &rr.pool) else {
+        return;
+    };
+    let endpoint = &pool.balancer.endpoints()[i];
+    if let Some(period) = endpoint.health().record_failure(now_ms(), policy) {
+        pool.upstreams[i].ejections.inc();
+        log::warn!(
+            "endpoint {} ejected for {period}ms after consecutive connection failures (route {})",
+            endpoint.addr(),
+            rr.route.name
+        );
+    }
+}
+
 fn status_line(status: u16) -> &'static str {
     match status {
         200 => "ok\n",
@@ -150,6 +169,7 @@ impl ProxyHttp for Proxy {
             endpoint: None,
             upstream_start: None,
             guard: None,
+            upstream_responded: false,
             spilled: false,
             peer_chosen: false,
             failure: None,
@@ -272,7 +292,12 @@ impl ProxyHttp for Proxy {
             key_hash: ctx.key_hash,
             random: random_u64(),
         };
-        let Some(pick) = pool.balancer.pick(&pick_ctx, &exclude) else {
+        let now = Instant::now();
+        let pick = match rr.health {
+            Some(_) => pick_admitted(&*pool.balancer, &pick_ctx, &exclude, ms_since_start(now)),
+            None => pool.balancer.pick(&pick_ctx, &exclude),
+        };
+        let Some(pick) = pick else {
             let failure = if ctx.tried.is_empty() {
                 Failure::NoEndpoints
             } else {
@@ -292,7 +317,8 @@ impl ProxyHttp for Proxy {
         let addr = upstream.addr.expect("unresolved endpoints are excluded");
         ctx.guard = Some(pool.balancer.endpoints()[pick.endpoint].acquire());
         ctx.endpoint = Some(pick.endpoint);
-        ctx.upstream_start = Some(Instant::now());
+        ctx.upstream_responded = false;
+        ctx.upstream_start = Some(now);
         let sni = if upstream.tls {
             upstream.sni.clone()
         } else {
@@ -316,6 +342,9 @@ impl ProxyHttp for Proxy {
         let retries = match ctx.route() {
             Some(rr) => {
                 rr.metrics.upstream_failures.inc();
+                if let Some(i) = ctx.endpoint {
+                    record_connection_failure(rr, i);
+                }
                 rr.route.backend.retries
             }
             None => 0,
@@ -333,6 +362,41 @@ impl ProxyHttp for Proxy {
         } else {
             ctx.failure = Some(Failure::AllFailed);
             e.set_retry(false);
+        }
+        e
+    }
+
+    /// A fresh connection that broke before a response head counts against the
+    /// endpoint like a failed connect (it accepts but cannot serve). Not on a
+    /// reused connection (the endpoint may have closed it idle just then), and
+    /// not a timeout (a slow answer, not a dead endpoint). The retry decision
+    /// is pingora's default: idempotent requests on reused connections only.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let broke_before_head = !client_reused
+            && !ctx.upstream_responded
+            && e.esource() == &ErrorSource::Upstream
+            && !matches!(
+                e.etype(),
+                ErrorType::ReadTimedout | ErrorType::WriteTimedout
+            );
+        if broke_before_head {
+            if let (Some(rr), Some(i)) = (ctx.route(), ctx.endpoint) {
+                record_connection_failure(rr, i);
+            }
+        }
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
         }
         e
     }
@@ -363,6 +427,10 @@ impl ProxyHttp for Proxy {
         upstream: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        ctx.upstream_responded = true;
+        if let Some(guard) = &ctx.guard {
+            guard.endpoint().health().record_success();
+        }
         // pingora writes `Connection` itself (keep-alive or close) on every
         // final response; a 101 keeps the upstream's `Connection: upgrade`.
         upstream.remove_header("keep-alive");

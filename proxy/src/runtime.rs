@@ -3,10 +3,11 @@
 //! whole; unchanged balancers are carried over so their rings are not rebuilt.
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
-use prometheus::Histogram;
-use ringress_ring::{build, Algorithm, Balancer, Registry};
+use prometheus::{Histogram, IntCounter};
+use ringress_ring::{build, Algorithm, Balancer, HealthPolicy, Registry};
 use ringress_routes::{BackendTarget, Route, RouteTable, ServiceRef};
 
 use crate::lifo::{LifoConfig, LifoMetrics, LifoQueue, LifoRegistry};
@@ -19,6 +20,21 @@ pub struct Upstream {
     pub tls: bool,
     pub sni: String,
     pub latency: Histogram,
+    /// `ringress_endpoint_ejections_total` for this endpoint.
+    pub ejections: IntCounter,
+}
+
+/// Milliseconds on a monotonic clock starting near process start: the time
+/// passive health checking runs on (the ring crate reads no clock itself).
+pub fn now_ms() -> u64 {
+    ms_since_start(Instant::now())
+}
+
+/// [`now_ms`] for an instant the caller already read.
+pub fn ms_since_start(at: Instant) -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    at.saturating_duration_since(*EPOCH.get_or_init(Instant::now))
+        .as_millis() as u64
 }
 
 /// A balancer with the connection details of its endpoints (same indices).
@@ -93,6 +109,9 @@ pub struct RouteRuntime {
     /// `None` for `status` backends.
     pub pool: Option<Arc<Pool>>,
     pub metrics: Arc<RouteMetrics>,
+    /// Passive health checking; `None` when the route turned it off (its
+    /// picks then ignore ejections and its failures are not recorded).
+    pub health: Option<HealthPolicy>,
 }
 
 pub struct Runtime {
@@ -168,6 +187,7 @@ impl Runtime {
                 queues: route_queues.next().unwrap_or_default(),
                 pool,
                 metrics: metrics.route(&route.name),
+                health: backend.passive_health_check.map(|c| c.policy()),
             });
         }
         Self {
@@ -234,6 +254,7 @@ impl Upstream {
             tls,
             sni: host.to_string(),
             latency: metrics.upstream(endpoint),
+            ejections: metrics.ejections(endpoint),
         }
     }
 }

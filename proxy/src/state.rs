@@ -209,6 +209,26 @@ impl Ingress {
             },
         );
         let weak = Arc::downgrade(self);
+        let ejected = ScrapeGauge::new(
+            "ringress_endpoint_ejected",
+            "1 while the passive health check keeps an endpoint out of picks, else 0",
+            "endpoint",
+            move || {
+                weak.upgrade().map_or_else(Vec::new, |ingress| {
+                    let now = crate::runtime::now_ms();
+                    ingress
+                        .registry
+                        .snapshot()
+                        .into_iter()
+                        .map(|e| {
+                            let ejected = e.health().is_ejected(now);
+                            (e.addr().to_string(), f64::from(u8::from(ejected)))
+                        })
+                        .collect()
+                })
+            },
+        );
+        let weak = Arc::downgrade(self);
         let endpoints = ScrapeGauge::new(
             "ringress_route_endpoints",
             "Endpoints each route balances over",
@@ -240,6 +260,7 @@ impl Ingress {
         );
         let registry = self.metrics.registry();
         registry.register(Box::new(in_flight)).unwrap();
+        registry.register(Box::new(ejected)).unwrap();
         registry.register(Box::new(endpoints)).unwrap();
         registry.register(Box::new(active)).unwrap();
     }

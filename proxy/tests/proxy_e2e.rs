@@ -185,9 +185,11 @@ fn power_of_two_choices_spreads_a_batch_route() {
 fn connection_failures_retry_on_the_next_candidate() {
     let live = Backend::start("live");
     let dead = format!("http://127.0.0.1:{}", free_port());
+    // Without the passive health check, which would eject the dead endpoint
+    // after three failures (backend_faults.rs tests it).
     let routes = |retries: u32| {
         format!(
-            "routes:\n  - name: products\n    match: {{path: \"/products/{{id}}\"}}\n    filters:\n      - consistentHashKey: \"${{id}}\"\n    backend:\n      endpoints: [{dead}, {}]\n      retries: {retries}\n",
+            "routes:\n  - name: products\n    match: {{path: \"/products/{{id}}\"}}\n    filters:\n      - consistentHashKey: \"${{id}}\"\n    backend:\n      endpoints: [{dead}, {}]\n      retries: {retries}\n      passiveHealthCheck: false\n",
             live.url()
         )
     };

@@ -108,9 +108,15 @@ impl RoundRobin {
             return None;
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        (0..n)
+        let found = (0..n)
             .map(|step| (start + step) % n)
-            .find(|&i| !exclude.excludes(i))
+            .find(|&i| !exclude.excludes(i));
+        if found.is_none() {
+            // A pick that finds nothing leaves the rotation where it was, so a
+            // caller retrying with fewer exclusions still rotates evenly.
+            self.next.fetch_sub(1, Ordering::Relaxed);
+        }
+        found
     }
 }
 

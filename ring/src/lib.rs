@@ -5,12 +5,15 @@
 //! * [`PowerOfTwo`], [`RoundRobin`], [`Random`]: the other [`Balancer`]s.
 //! * [`Registry`]: in-flight counters keyed by endpoint address, shared by
 //!   every route and outliving ring rebuilds; [`InFlightGuard`] keeps them exact.
+//! * [`Health`], [`HealthPolicy`], [`pick_admitted`]: passive health checking,
+//!   per endpoint, with the caller's clock passed in.
 #![forbid(unsafe_code)]
 
 mod balancer;
 mod choice;
 mod exclude;
 mod hash;
+mod health;
 mod registry;
 mod ring;
 
@@ -20,5 +23,6 @@ pub use balancer::{
 pub use choice::{PowerOfTwo, Random, RoundRobin, SplitMix64};
 pub use exclude::{Exclude, NoExclusion};
 pub use hash::{hash_key, xxh64};
+pub use health::{pick_admitted, Health, HealthPolicy};
 pub use registry::{Endpoint, InFlightGuard, Registry};
 pub use ring::{HashRing, POSITIONS_PER_ENDPOINT};

@@ -3,13 +3,16 @@ use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-/// One backend address and its live in-flight count.
+use crate::health::Health;
+
+/// One backend address, its live in-flight count and its passive health.
 ///
 /// Rings hold `Arc<Endpoint>`s obtained from the [`Registry`], so a rebuilt ring
-/// sees the same counter as the ring it replaces.
+/// sees the same counter and health as the ring it replaces.
 pub struct Endpoint {
     addr: Box<str>,
     in_flight: AtomicUsize,
+    health: Health,
 }
 
 impl Endpoint {
@@ -22,6 +25,12 @@ impl Endpoint {
     #[inline]
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Passive health, shared by every route using this address.
+    #[inline]
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
     /// Counts one request in flight until the guard drops.
@@ -38,6 +47,7 @@ impl fmt::Debug for Endpoint {
         f.debug_struct("Endpoint")
             .field("addr", &self.addr)
             .field("in_flight", &self.in_flight())
+            .field("health", &self.health)
             .finish()
     }
 }
@@ -86,6 +96,7 @@ impl Registry {
         let endpoint = Arc::new(Endpoint {
             addr: addr.into(),
             in_flight: AtomicUsize::new(0),
+            health: Health::default(),
         });
         entries.insert(addr.into(), Arc::downgrade(&endpoint));
         endpoint

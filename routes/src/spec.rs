@@ -130,6 +130,46 @@ pub struct Backend {
     pub algorithm: Algorithm,
     pub timeouts: Timeouts,
     pub retries: u32,
+    /// `None` when turned off with `passiveHealthCheck: false`.
+    #[serde(
+        rename = "passiveHealthCheck",
+        serialize_with = "health_check_or_false"
+    )]
+    pub passive_health_check: Option<PassiveHealthCheck>,
+}
+
+/// Ejection of endpoints that fail to connect repeatedly (see
+/// [`ringress_ring::Health`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PassiveHealthCheck {
+    pub consecutive_failures: u32,
+    #[serde(serialize_with = "duration_str")]
+    pub eject_for: Duration,
+    #[serde(serialize_with = "duration_str")]
+    pub max_eject_for: Duration,
+}
+
+impl Default for PassiveHealthCheck {
+    fn default() -> Self {
+        PassiveHealthCheck {
+            consecutive_failures: 3,
+            eject_for: Duration::from_secs(10),
+            max_eject_for: Duration::from_secs(60),
+        }
+    }
+}
+
+impl PassiveHealthCheck {
+    /// The policy in the ring crate's terms (milliseconds).
+    pub fn policy(&self) -> ringress_ring::HealthPolicy {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
+        ringress_ring::HealthPolicy {
+            consecutive_failures: self.consecutive_failures,
+            eject_for_ms: ms(self.eject_for),
+            max_eject_for_ms: ms(self.max_eject_for),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -179,6 +219,16 @@ pub enum PortRef {
 
 fn duration_str<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_duration(*d))
+}
+
+fn health_check_or_false<S: Serializer>(
+    check: &Option<PassiveHealthCheck>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match check {
+        Some(check) => check.serialize(s),
+        None => s.serialize_bool(false),
+    }
 }
 
 fn algorithm_name<S: Serializer>(a: &Algorithm, s: S) -> Result<S::Ok, S::Error> {

@@ -98,7 +98,7 @@ fn unknown_keys_at_every_level_point_at_the_key() {
             "routes.yaml:7:30: route \"r\": unknown key \"size\" in filter lifoGroup (expected one of: name, maxConcurrency, maxQueueSize, timeout)",
             "routes.yaml:8:47: route \"r\": unknown key \"extra\" in filter setRequestHeader (expected one of: name, value)",
             "routes.yaml:11:31: route \"r\": unknown key \"read\" in backend.timeouts (expected one of: connect, response)",
-            "routes.yaml:12:7: route \"r\": unknown key \"retry\" in backend (expected one of: algorithm, endpoints, service, status, timeouts, retries)",
+            "routes.yaml:12:7: route \"r\": unknown key \"retry\" in backend (expected one of: algorithm, endpoints, service, status, timeouts, retries, passiveHealthCheck)",
         ]
     );
 }
@@ -361,5 +361,38 @@ fn many_errors_are_reported_together_in_file_order() {
     assert!(
         shown.starts_with("routes.yaml:3:19: route \"a\": "),
         "{shown}"
+    );
+}
+
+#[test]
+fn passive_health_check_errors() {
+    let yaml = "routes:
+  - name: kind
+    backend: {endpoints: [http://a:1], passiveHealthCheck: yes}
+  - name: list
+    backend: {endpoints: [http://a:1], passiveHealthCheck: [3]}
+  - name: keys
+    backend: {endpoints: [http://a:1], passiveHealthCheck: {failures: 3}}
+  - name: zero
+    backend: {endpoints: [http://a:1], passiveHealthCheck: {consecutiveFailures: 0}}
+  - name: text
+    backend: {endpoints: [http://a:1], passiveHealthCheck: {consecutiveFailures: \"3\"}}
+  - name: durations
+    backend: {endpoints: [http://a:1], passiveHealthCheck: {ejectFor: 10, maxEjectFor: 0s}}
+  - name: cap
+    backend: {endpoints: [http://a:1], passiveHealthCheck: {ejectFor: 30s, maxEjectFor: 10s}}
+";
+    assert_eq!(
+        error_lines(yaml),
+        [
+            "routes.yaml:3:60: route \"kind\": backend.passiveHealthCheck must be false, true or a map of consecutiveFailures, ejectFor, maxEjectFor, got the string \"yes\"",
+            "routes.yaml:5:60: route \"list\": backend.passiveHealthCheck must be false, true or a map of consecutiveFailures, ejectFor, maxEjectFor, got a list",
+            "routes.yaml:7:61: route \"keys\": unknown key \"failures\" in backend.passiveHealthCheck (expected one of: consecutiveFailures, ejectFor, maxEjectFor)",
+            "routes.yaml:9:82: route \"zero\": backend.passiveHealthCheck.consecutiveFailures must be >= 1, got 0",
+            "routes.yaml:11:82: route \"text\": backend.passiveHealthCheck.consecutiveFailures must be an integer, got the string \"3\"",
+            "routes.yaml:13:71: route \"durations\": backend.passiveHealthCheck.ejectFor: invalid duration \"10\": a unit is required (ms, s, m, h), e.g. \"10s\"",
+            "routes.yaml:13:88: route \"durations\": backend.passiveHealthCheck.maxEjectFor must be greater than 0, got \"0s\"",
+            "routes.yaml:15:89: route \"cap\": backend.passiveHealthCheck.maxEjectFor (10s) must be at least ejectFor (30s)",
+        ]
     );
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use common::table;
 use ringress_ring::{Algorithm, DEFAULT_BALANCE_FACTOR};
 use ringress_routes::{
-    BackendTarget, Filter, LifoGroupSpec, LifoSpec, PortRef, RouteTable, ServiceRef,
+    BackendTarget, Filter, LifoGroupSpec, LifoSpec, PassiveHealthCheck, PortRef, RouteTable,
+    ServiceRef,
 };
 
 const FULL: &str = r#"
@@ -142,6 +143,14 @@ fn defaults() {
     assert_eq!(a.backend.timeouts.connect, Duration::from_secs(1));
     assert_eq!(a.backend.timeouts.response, Duration::from_secs(30));
     assert_eq!(a.backend.retries, 1);
+    assert_eq!(
+        a.backend.passive_health_check,
+        Some(PassiveHealthCheck {
+            consecutive_failures: 3,
+            eject_for: Duration::from_secs(10),
+            max_eject_for: Duration::from_secs(60),
+        })
+    );
     assert_eq!(a.balance_factor, DEFAULT_BALANCE_FACTOR);
     let skipper = LifoSpec {
         max_concurrency: 100,
@@ -220,4 +229,55 @@ fn serialises_to_json_as_in_the_file() {
     assert!(s["match"].get("path").is_none());
     assert_eq!(json["routes"][2]["backend"]["service"]["port"], 8080);
     assert_eq!(json["routes"][3]["backend"]["status"], 410);
+}
+
+#[test]
+fn passive_health_check_settings() {
+    let t = table(
+        "routes:
+  - name: off
+    backend: {endpoints: [http://a:1], passiveHealthCheck: false}
+  - name: on
+    backend: {endpoints: [http://a:1], passiveHealthCheck: true}
+  - name: empty
+    backend: {endpoints: [http://a:1], passiveHealthCheck: ~}
+  - name: full
+    backend:
+      endpoints: [http://a:1]
+      passiveHealthCheck: {consecutiveFailures: 5, ejectFor: 500ms, maxEjectFor: 2s}
+  - name: long
+    backend: {endpoints: [http://a:1], passiveHealthCheck: {ejectFor: 2m}}
+",
+    );
+    let check = |name: &str| t.get(name).unwrap().backend.passive_health_check;
+    assert_eq!(check("off"), None);
+    assert_eq!(check("on"), Some(PassiveHealthCheck::default()));
+    assert_eq!(check("empty"), Some(PassiveHealthCheck::default()));
+    let full = PassiveHealthCheck {
+        consecutive_failures: 5,
+        eject_for: Duration::from_millis(500),
+        max_eject_for: Duration::from_secs(2),
+    };
+    assert_eq!(check("full"), Some(full));
+    let policy = full.policy();
+    assert_eq!(
+        (
+            policy.consecutive_failures,
+            policy.eject_for_ms,
+            policy.max_eject_for_ms
+        ),
+        (5, 500, 2_000)
+    );
+    // Without a cap of its own, a long ejectFor is its own cap.
+    let long = check("long").unwrap();
+    assert_eq!(
+        (long.eject_for, long.max_eject_for),
+        (Duration::from_secs(120), Duration::from_secs(120))
+    );
+    let json = serde_json::to_value(&t).unwrap();
+    assert_eq!(json["routes"][0]["backend"]["passiveHealthCheck"], false);
+    assert_eq!(
+        json["routes"][3]["backend"]["passiveHealthCheck"],
+        serde_json::json!({"consecutiveFailures": 5, "ejectFor": "500ms", "maxEjectFor": "2s"})
+    );
 }

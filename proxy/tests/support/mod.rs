@@ -4,9 +4,11 @@
 
 pub mod backend;
 pub mod client;
+pub mod faulty;
 pub mod k8s_apiserver;
 pub mod load;
 pub mod process;
+pub mod traffic;
 
 pub use backend::Backend;
 pub use client::{Client, Response};

@@ -4,9 +4,12 @@ use std::str::FromStr;
 
 use ringress_ring::Algorithm;
 
+use crate::marks::Kind;
 use crate::marks::{Node, Scalar};
 use crate::reader::Reader;
-use crate::spec::{Backend, BackendTarget, PortRef, ServiceRef, Timeouts, DEFAULT_RETRIES};
+use crate::spec::{
+    Backend, BackendTarget, PassiveHealthCheck, PortRef, ServiceRef, Timeouts, DEFAULT_RETRIES,
+};
 use crate::validate;
 
 const BACKEND_KEYS: &[&str] = &[
@@ -16,7 +19,9 @@ const BACKEND_KEYS: &[&str] = &[
     "status",
     "timeouts",
     "retries",
+    "passiveHealthCheck",
 ];
+const HEALTH_KEYS: &[&str] = &["consecutiveFailures", "ejectFor", "maxEjectFor"];
 const TARGETS: &[&str] = &["endpoints", "service", "status"];
 
 pub(super) fn parse_backend(r: &mut Reader<'_>, node: &Node) -> Option<Backend> {
@@ -83,13 +88,83 @@ pub(super) fn parse_backend(r: &mut Reader<'_>, node: &Node) -> Option<Backend> 
             None => ok = false,
         }
     }
+    let passive_health_check = match f.get("passiveHealthCheck") {
+        Some(v) => match parse_health_check(r, v) {
+            Some(check) => check,
+            None => {
+                ok = false;
+                None
+            }
+        },
+        None => Some(PassiveHealthCheck::default()),
+    };
     let target = target?;
     ok.then_some(Backend {
         target,
         algorithm,
         timeouts,
         retries,
+        passive_health_check,
     })
+}
+
+/// `passiveHealthCheck`: `false` turns it off; `true`, null or a map (missing
+/// keys take the defaults) turns it on. `Some(None)` is "off".
+fn parse_health_check(r: &mut Reader<'_>, node: &Node) -> Option<Option<PassiveHealthCheck>> {
+    let what = "backend.passiveHealthCheck";
+    match node.scalar() {
+        Some(Scalar::Bool(false)) => return Some(None),
+        Some(Scalar::Bool(true) | Scalar::Null) => {
+            return Some(Some(PassiveHealthCheck::default()))
+        }
+        _ => {}
+    }
+    if !matches!(node.kind, Kind::Map(_)) {
+        r.error(
+            node.pos,
+            format!(
+                "{what} must be false, true or a map of {}, got {}",
+                HEALTH_KEYS.join(", "),
+                node.describe()
+            ),
+        );
+        return None;
+    }
+    let f = r.fields(node, what, HEALTH_KEYS)?;
+    let mut check = PassiveHealthCheck::default();
+    let mut ok = true;
+    if let Some(v) = f.get("consecutiveFailures") {
+        match r.integer_in(v, &format!("{what}.consecutiveFailures"), 1, 1_000_000) {
+            Some(n) => check.consecutive_failures = n as u32,
+            None => ok = false,
+        }
+    }
+    if let Some(v) = f.get("ejectFor") {
+        match r.duration(v, &format!("{what}.ejectFor")) {
+            Some(d) => check.eject_for = d,
+            None => ok = false,
+        }
+    }
+    match f.get("maxEjectFor") {
+        Some(v) => match r.duration(v, &format!("{what}.maxEjectFor")) {
+            Some(d) if d < check.eject_for && ok => {
+                r.error(
+                    v.pos,
+                    format!(
+                        "{what}.maxEjectFor ({}) must be at least ejectFor ({})",
+                        crate::duration::format_duration(d),
+                        crate::duration::format_duration(check.eject_for)
+                    ),
+                );
+                ok = false;
+            }
+            Some(d) => check.max_eject_for = d,
+            None => ok = false,
+        },
+        // Without a cap of its own, a long ejectFor is its own cap.
+        None => check.max_eject_for = check.max_eject_for.max(check.eject_for),
+    }
+    ok.then_some(Some(check))
 }
 
 fn parse_target(r: &mut Reader<'_>, kind: &str, value: &Node) -> Option<BackendTarget> {

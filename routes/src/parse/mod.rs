@@ -10,7 +10,9 @@ use ringress_ring::{Algorithm, DEFAULT_BALANCE_FACTOR};
 use crate::error::RouteError;
 use crate::marks::{self, Kind, Node, Pos, Scalar};
 use crate::reader::Reader;
-use crate::spec::{Backend, BackendTarget, Filter, Route, Timeouts, DEFAULT_RETRIES};
+use crate::spec::{
+    Backend, BackendTarget, Filter, PassiveHealthCheck, Route, Timeouts, DEFAULT_RETRIES,
+};
 use crate::validate::{self, Outline};
 
 const ROUTE_KEYS: &[&str] = &["name", "match", "filters", "backend"];
@@ -119,6 +121,7 @@ fn parse_route(r: &mut Reader<'_>, node: &Node) -> (Option<Route>, Outline) {
             algorithm: Algorithm::ConsistentHash,
             timeouts: Timeouts::default(),
             retries: DEFAULT_RETRIES,
+            passive_health_check: Some(PassiveHealthCheck::default()),
         },
         balance_factor: DEFAULT_BALANCE_FACTOR,
         lifo: None,
