@@ -305,8 +305,8 @@ class Proxy:
 def part_tput(a, d, logf, results):
     ncpu = os.cpu_count() or 1
     ports = [free_port() for _ in range(4)]
-    split = ncpu >= 4
-    load_cpus = "0,%d-%d" % (3, ncpu - 1) if ncpu > 3 else "0"
+    split = ncpu >= 4 and a.pin == "auto"
+    load_cpus = ("0,%d-%d" % (3, ncpu - 1) if ncpu > 3 else "0") if a.pin == "auto" else None
     load_workers = 1 if not split else max(1, ncpu - 2)
     backends = start(nginx_conf(d, "tput", ["127.0.0.1:%d" % p for p in ports], load_workers),
                      logf, load_cpus if ncpu >= 2 else None)
@@ -320,7 +320,7 @@ def part_tput(a, d, logf, results):
         for t in (1, 2):
             if split:
                 pin[t] = "1-%d" % t if t > 1 else "1"
-            elif ncpu >= 2 and t == 1:
+            elif ncpu >= 2 and t == 1 and a.pin == "auto":
                 pin[t] = "1"
             else:
                 pin[t] = None
@@ -376,18 +376,21 @@ def part_rss(a, d, logf, results, port):
             res = None
             if routes:
                 res = wrk(d, "http://" + proxy.listen, a.rss_seconds, 32, 1, None, routes=routes)
+            hwm, rss = proc_status(proxy.pid, "VmHWM"), proc_status(proxy.pid, "VmRSS")
+            # Then one Prometheus scrape, which renders every series at once.
             t0 = time.perf_counter()
-            status, text = http_get("http://%s/metrics" % proxy.admin, timeout=60)
-            scrape = (time.perf_counter() - t0, len(text.encode()))
-            out.append({"case": label, "start": start_rss, "hwm": proc_status(proxy.pid, "VmHWM"),
-                        "rss": proc_status(proxy.pid, "VmRSS"), "scrape": scrape,
+            _, body = http_get("http://%s/metrics" % proxy.admin, timeout=60)
+            scrape = (time.perf_counter() - t0, len(body.encode()))
+            out.append({"case": label, "start": start_rss, "hwm": hwm, "rss": rss, "scrape": scrape,
+                        "hwm_scrape": proc_status(proxy.pid, "VmHWM"),
                         "requests": res and res["requests"], "errors": res and res["errors"]})
         finally:
             proxy.stop()
+        r = out[-1]
         log("rss %-45s start %.1f MiB  peak %.1f MiB  after traffic %.1f MiB  requests %s  errors %s"
-            "  /metrics %.0f ms %.1f MB" % (label, out[-1]["start"], out[-1]["hwm"], out[-1]["rss"],
-                                          out[-1]["requests"], out[-1]["errors"],
-                                          scrape[0] * 1e3, scrape[1] / 1e6))
+            "  /metrics %.0f ms %.1f MB, peak after it %.1f MiB"
+            % (label, r["start"], r["hwm"], r["rss"], r["requests"], r["errors"],
+               r["scrape"][0] * 1e3, r["scrape"][1] / 1e6, r["hwm_scrape"]))
     results["rss"] = out
 
 
@@ -414,6 +417,7 @@ def part_apply(a, d, logf, results, port):
     log("apply: ringress check, %d routes: %s" % (a.routes, " ".join("%.0f ms" % (x * 1e3) for x in check)))
 
     path = os.path.join(d, "apply.yaml")
+
     def small(k):
         return wide_routes(1, 10, port, first_name="small%d" % k)
 
@@ -443,9 +447,15 @@ def part_apply(a, d, logf, results, port):
             log("apply round %d: cold seen %.0f ms (in-process %s ms), edit seen %.0f ms (in-process %s ms)"
                 % (k, cold[-1]["seen"] * 1e3, fmt(cold[-1]["inproc"] and cold[-1]["inproc"] * 1e3),
                    edit[-1]["seen"] * 1e3, fmt(edit[-1]["inproc"] and edit[-1]["inproc"] * 1e3)))
+        # The table in force now has 10 endpoints; count the upstream series left.
+        _, body = http_get("http://%s/metrics" % proxy.admin, timeout=60)
+        series = sum(1 for line in body.splitlines()
+                     if line.startswith("ringress_upstream_duration_seconds_count{"))
+        log("apply: after going back to 1 route x 10 endpoints, /metrics has %d upstream series "
+            "(%.1f MB), RSS %.1f MiB" % (series, len(body.encode()) / 1e6, proc_status(proxy.pid, "VmRSS")))
     finally:
         proxy.stop()
-    results["apply"] = {"check": check, "cold": cold, "edit": edit}
+    results["apply"] = {"check": check, "cold": cold, "edit": edit, "series_after": series}
 
 
 def part_rebuild(a, results):
@@ -474,7 +484,7 @@ def report(a, results):
     if "tput" in results:
         t = results["tput"]
         lines += ["", "Throughput and CPU per request (%d rounds x %d s, %d connections, medians; "
-                  "wrk and nginx on CPU %s)" % (a.rounds, a.seconds, a.conns, t["load_cpus"]), "",
+                  "wrk and nginx on CPUs %s)" % (a.rounds, a.seconds, a.conns, t["load_cpus"] or "all"), "",
                   "| proxy threads | proxy CPUs | req/s | p50 ms | p99 ms | CPU µs/req | peak RSS MiB | errors |",
                   "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
         med = {}
@@ -490,12 +500,13 @@ def report(a, results):
                   % (rps_ratio, cpu_ratio)]
     if "rss" in results:
         lines += ["", "Memory (one worker thread; peak = VmHWM after start and traffic)", "",
-                  "| route file | RSS after start MiB | peak RSS MiB | requests | errors | /metrics scrape |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
+                  "| route file | RSS after start MiB | peak RSS MiB | requests | errors "
+                  "| then one /metrics scrape | peak RSS after it MiB |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for r in results["rss"]:
-            lines.append("| %s | %.1f | %.1f | %s | %s | %.0f ms, %.1f MB |" % (
+            lines.append("| %s | %.1f | %.1f | %s | %s | %.0f ms, %.1f MB | %.1f |" % (
                 r["case"], r["start"], r["hwm"], fmt(r["requests"], "%d"), fmt(r["errors"], "%d"),
-                r["scrape"][0] * 1e3, r["scrape"][1] / 1e6))
+                r["scrape"][0] * 1e3, r["scrape"][1] / 1e6, r["hwm_scrape"]))
     if "apply" in results:
         ap = results["apply"]
         def ms(xs):
@@ -517,6 +528,8 @@ def report(a, results):
                          % (label, ms(inproc), rng(inproc)))
             lines.append("| %s, file replaced → new table answering (watcher polls every 500 ms) | %s | %s |"
                          % (label, ms(seen), rng(seen)))
+        lines += ["", "After the last round (back to 1 route x 10 endpoints) /metrics still lists %d "
+                  "upstream latency series." % ap["series_after"]]
     if "rebuild" in results:
         lines += ["", "Rebuild after one endpoint of a 1,000-endpoint Service changes "
                   "(`cargo bench -p ringress-benches --bench rebuild`, criterion medians)", "",
@@ -534,6 +547,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="rounds per figure (medians)")
     ap.add_argument("--seconds", type=int, default=5, help="measured seconds per throughput round")
     ap.add_argument("--conns", type=int, default=64)
+    ap.add_argument("--pin", choices=("auto", "none"), default="auto",
+                    help="throughput: pin the proxy and the load to separate CPUs (auto) or not at all")
     ap.add_argument("--routes", type=int, default=1000, help="routes in the big route files")
     ap.add_argument("--endpoints", type=int, default=1000, help="endpoints of the one-route file")
     ap.add_argument("--rss-seconds", type=int, default=3, help="traffic before reading peak RSS")
