@@ -570,10 +570,11 @@ def main():
     signal.signal(signal.SIGINT, on_signal)
     atexit.register(stop_all)
 
-    if not a.no_build and (any(p != "rebuild" for p in parts) or a.peers):
+    needs_bin = any(p != "rebuild" for p in parts) or a.peers
+    if needs_bin and not a.no_build:
         log("building: cargo build --release -p ringress")
         subprocess.run(["cargo", "build", "--release", "-p", "ringress"], check=True)
-    if not os.access(a.bin, os.X_OK):
+    if needs_bin and not os.access(a.bin, os.X_OK):
         sys.exit("scale.py: %s is not an executable (build it, or pass --bin)" % a.bin)
     a.bin = os.path.abspath(a.bin)
 
