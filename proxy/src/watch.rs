@@ -4,7 +4,7 @@
 //! mounted ConfigMap by swapping a symlink, which inotify on the file misses.
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::state::Ingress;
 
@@ -35,8 +35,13 @@ pub async fn watch_routes(path: PathBuf, mut last: String, ingress: Arc<Ingress>
         if text == last || failing_text.as_deref() == Some(text.as_str()) {
             continue;
         }
+        let started = Instant::now();
         match ingress.reload(&text) {
             Ok(()) => {
+                ingress
+                    .metrics
+                    .reload_seconds
+                    .observe(started.elapsed().as_secs_f64());
                 log::info!(
                     "route file {}: generation {} in force",
                     path.display(),
