@@ -221,6 +221,31 @@ impl Metrics {
         m
     }
 
+    /// Drops the series of routes that left the table. Handles still held by
+    /// in-flight requests of the old runtime stay valid but are detached.
+    pub fn forget_route(&self, route: &str) {
+        self.routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(route);
+        for method in METHODS {
+            for class in STATUS_CLASSES {
+                let _ = self.requests.remove_label_values(&[route, method, class]);
+            }
+        }
+        let _ = self.request_duration.remove_label_values(&[route]);
+        let _ = self.spills.remove_label_values(&[route]);
+        let _ = self.retries.remove_label_values(&[route]);
+        let _ = self.upstream_failures.remove_label_values(&[route]);
+    }
+
+    /// Drops the series of an endpoint no pool balances over any more: under
+    /// pod churn they would otherwise pile up without bound.
+    pub fn forget_endpoint(&self, endpoint: &str) {
+        let _ = self.upstream_duration.remove_label_values(&[endpoint]);
+        let _ = self.ejections.remove_label_values(&[endpoint]);
+    }
+
     pub fn upstream(&self, endpoint: &str) -> Histogram {
         self.upstream_duration.with_label_values(&[endpoint])
     }

@@ -501,14 +501,18 @@ impl ProxyHttp for Proxy {
         }
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         // Free the endpoint first: the response is complete.
         ctx.guard = None;
-        let status = session
-            .response_written()
-            .map(|r| r.status.as_u16())
-            .or(ctx.answered)
-            .unwrap_or(0);
+        // A response that failed after its head went out (upstream reset
+        // mid-body, client gone) was not served: it counts as "other", not
+        // under the status its head announced.
+        let cut = e.is_some() && ctx.answered.is_none();
+        let status = match session.response_written() {
+            _ if cut => 0,
+            Some(r) => r.status.as_u16(),
+            None => ctx.answered.unwrap_or(0),
+        };
         let now = Instant::now();
         let elapsed = now.saturating_duration_since(ctx.start);
         let method = session.req_header().method.as_str();

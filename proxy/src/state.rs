@@ -133,6 +133,27 @@ impl Ingress {
             .unwrap_or_default()
     }
 
+    /// Metric series of routes and endpoints that `next` no longer has.
+    fn forget_removed(&self, previous: &Runtime, next: &Runtime) {
+        let endpoints = |rt: &Runtime| -> HashSet<String> {
+            rt.routes
+                .iter()
+                .filter_map(|r| r.pool.as_ref())
+                .flat_map(|pool| pool.balancer.endpoints().iter())
+                .map(|e| e.addr().to_string())
+                .collect()
+        };
+        let kept = endpoints(next);
+        for gone in endpoints(previous).difference(&kept) {
+            self.metrics.forget_endpoint(gone);
+        }
+        for route in &previous.routes {
+            if next.route(&route.route.name).is_none() {
+                self.metrics.forget_route(&route.route.name);
+            }
+        }
+    }
+
     fn rebuild_with(&self, table: Option<Arc<RouteTable>>) {
         let _serial = self.rebuild.lock().unwrap_or_else(|e| e.into_inner());
         let previous = self.runtime.load_full();
@@ -150,7 +171,9 @@ impl Ingress {
             &self.metrics,
             &self.queues,
         );
-        self.runtime.store(Arc::new(next));
+        let next = Arc::new(next);
+        self.runtime.store(Arc::clone(&next));
+        self.forget_removed(&previous, &next);
         drop(previous);
         self.registry.prune();
         self.metrics

@@ -241,6 +241,14 @@ fn a_crash_mid_response_fails_only_the_requests_in_flight_to_it() {
         "{crash:?}, {:?}",
         reasons(&failed)
     );
+    // Counted as not served ("other"), not under the 200 their heads announced.
+    eventually(Duration::from_secs(5), "cut responses counted", || {
+        let other = proxy.metric_sum(
+            "ringress_requests_total",
+            &[r#"route="products""#, r#"status_class="other""#],
+        );
+        (other >= crash.mid_body as f64).then_some(())
+    });
     let after: Vec<&Sample> = samples
         .iter()
         .filter(|s| s.started > crashed && r_key(&s.key))

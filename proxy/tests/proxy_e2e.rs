@@ -474,6 +474,49 @@ fn metrics_follow_traffic() {
 }
 
 #[test]
+fn series_of_removed_routes_and_endpoints_are_dropped() {
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let proxy = Ringress::start(&consistent_routes(&[&a, &b], ""));
+    let mut client = proxy.client();
+    for i in 0..40 {
+        assert_eq!(client.get(&format!("/products/{i}")).unwrap().status, 200);
+    }
+    let series = |endpoint: &Backend| {
+        proxy.metric_sum(
+            "ringress_upstream_duration_seconds_count",
+            &[&format!(r#"endpoint="{}""#, endpoint.url())],
+        )
+    };
+    eventually(Duration::from_secs(5), "both endpoints observed", || {
+        (series(&a) + series(&b) == 40.0 && series(&a) > 0.0 && series(&b) > 0.0).then_some(())
+    });
+    // The same backends behind a route with another name, `b` gone: under pod
+    // churn series of departed endpoints and routes must not pile up.
+    proxy.write_routes(&consistent_routes(&[&a], "").replace("name: products", "name: catalogue"));
+    eventually(Duration::from_secs(10), "new table in force", || {
+        proxy
+            .admin_get("/routes")
+            .body
+            .contains("catalogue")
+            .then_some(())
+    });
+    let text = proxy.admin_get("/metrics").body;
+    assert!(!text.contains(&b.url()), "b's series dropped:\n{text}");
+    assert!(
+        !text.contains(r#"route="products""#),
+        "old route's series dropped:\n{text}"
+    );
+    assert!(series(&a) > 0.0, "a kept its series");
+    for i in 0..10 {
+        assert_eq!(client.get(&format!("/products/{i}")).unwrap().status, 200);
+    }
+    eventually(Duration::from_secs(5), "the renamed route counts", || {
+        let n = proxy.metric_sum("ringress_requests_total", &[r#"route="catalogue""#]);
+        (n == 10.0).then_some(())
+    });
+}
+
+#[test]
 fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let backend = Backend::start("slow");
     backend.set_delay(Duration::from_millis(1500));
