@@ -56,6 +56,18 @@ pub struct ServeArgs {
     /// With --max-concurrency: how long a waiter may wait before a 503.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION", requires = "max_concurrency")]
     pub queue_timeout: Duration,
+    /// Longest time from a request's first byte to the end of its header; then 408.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub request_header_timeout: Duration,
+    /// Longest wait for the first byte of a request on an open connection; then it is closed.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub idle_timeout: Duration,
+    /// Largest request header (request line and fields); larger gets 431.
+    #[arg(long, default_value = "64KiB", value_parser = parse_header_size, value_name = "BYTES")]
+    pub max_request_header: usize,
+    /// Largest request body; larger gets 413. Off by default.
+    #[arg(long, value_parser = parse_bytes, value_name = "BYTES")]
+    pub max_request_body: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -77,6 +89,28 @@ pub enum Command {
 
 fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// A byte count: `65536`, `64KiB`, `10MiB`, `1GiB`.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let (number, scale) = [("KiB", 1u64 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30)]
+        .iter()
+        .find_map(|&(unit, scale)| s.strip_suffix(unit).map(|n| (n, scale)))
+        .unwrap_or((s, 1));
+    number
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| format!("{s:?}: expected a byte count such as 65536, 64KiB or 10MiB"))
+}
+
+/// pingora refuses headers over 1 MiB itself (with 400), so a larger limit could not apply.
+fn parse_header_size(s: &str) -> Result<usize, String> {
+    match parse_bytes(s)? {
+        n @ 1024..=1_048_575 => Ok(n as usize),
+        _ => Err(format!("{s:?}: must be from 1KiB to 1MiB - 1 byte")),
+    }
 }
 
 /// `500ms`, `10s`, `1m`, `1m30s`, or a bare number of seconds.

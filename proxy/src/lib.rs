@@ -4,6 +4,7 @@ pub mod access_log;
 pub mod admin;
 pub mod cli;
 pub mod discovery;
+pub mod front;
 pub mod kubernetes;
 pub mod lifo;
 pub mod metrics;

@@ -77,6 +77,12 @@ fn serve(args: ringress::cli::ServeArgs) -> ExitCode {
             max_queue_size: args.max_queue,
             timeout: args.queue_timeout,
         }),
+        header_limits: ringress::front::HeaderLimits {
+            idle: args.idle_timeout,
+            header_timeout: args.request_header_timeout,
+            max_header: args.max_request_header,
+        },
+        max_request_body: args.max_request_body,
     };
     match server::run(settings) {
         Ok(never) => match never {},

@@ -42,6 +42,7 @@ pub struct Metrics {
     pub reload_failures: IntCounter,
     pub route_generation: IntGauge,
     pub reload_seconds: Histogram,
+    pub rejected: Rejections,
     routes: Mutex<HashMap<String, Arc<RouteMetrics>>>,
 }
 
@@ -79,6 +80,77 @@ impl RouteMetrics {
                     .with_label_values(&[&self.name, METHODS[m], STATUS_CLASSES[c]])
             })
             .inc();
+    }
+}
+
+/// Why the proxy refused a request (`ringress_rejected_requests_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    /// 400 from the HTTP/1 parser: malformed request line or header, invalid or
+    /// conflicting `Content-Length`, unsupported `Transfer-Encoding`, ambiguous Host.
+    BadRequest,
+    /// 400: `Transfer-Encoding` together with `Content-Length`.
+    Smuggling,
+    /// 400: an HTTP/1.1 request without a Host header.
+    MissingHost,
+    /// 400: a path whose `..` segments climb above the root.
+    BadPath,
+    /// 400: a request body that broke its framing (e.g. a bad chunk).
+    BadBody,
+    /// 405: CONNECT, which an ingress does not tunnel.
+    MethodNotAllowed,
+    /// 408: the request header did not arrive within `--request-header-timeout`.
+    HeaderTimeout,
+    /// The client closed or broke the connection in the middle of a request header.
+    Incomplete,
+    /// 413: a body over `--max-request-body`.
+    BodyTooLarge,
+    /// 431: a request header over `--max-request-header`.
+    HeaderTooLarge,
+}
+
+impl Reject {
+    pub const ALL: [Reject; 10] = [
+        Reject::BadRequest,
+        Reject::Smuggling,
+        Reject::MissingHost,
+        Reject::BadPath,
+        Reject::BadBody,
+        Reject::MethodNotAllowed,
+        Reject::HeaderTimeout,
+        Reject::Incomplete,
+        Reject::BodyTooLarge,
+        Reject::HeaderTooLarge,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Reject::BadRequest => "bad_request",
+            Reject::Smuggling => "smuggling",
+            Reject::MissingHost => "missing_host",
+            Reject::BadPath => "bad_path",
+            Reject::BadBody => "bad_body",
+            Reject::MethodNotAllowed => "method_not_allowed",
+            Reject::HeaderTimeout => "header_timeout",
+            Reject::Incomplete => "incomplete",
+            Reject::BodyTooLarge => "body_too_large",
+            Reject::HeaderTooLarge => "header_too_large",
+        }
+    }
+}
+
+/// One pre-resolved counter per [`Reject`] reason, so every reason is exposed
+/// from the start (at 0) and counting costs one atomic add.
+pub struct Rejections([IntCounter; Reject::ALL.len()]);
+
+impl Rejections {
+    #[inline]
+    pub fn inc(&self, reason: Reject) {
+        self.0[reason as usize].inc();
+    }
+
+    pub fn get(&self, reason: Reject) -> u64 {
+        self.0[reason as usize].get()
     }
 }
 
@@ -166,8 +238,19 @@ impl Metrics {
             .buckets(RELOAD_BUCKETS.to_vec()),
         )
         .unwrap();
+        let rejected_vec = IntCounterVec::new(
+            Opts::new(
+                "ringress_rejected_requests_total",
+                "Requests refused as malformed, ambiguous or over a limit, by reason",
+            ),
+            &["reason"],
+        )
+        .unwrap();
+        let rejected =
+            Rejections(Reject::ALL.map(|r| rejected_vec.with_label_values(&[r.label()])));
         for c in [
             Box::new(requests.clone()) as Box<dyn Collector>,
+            Box::new(rejected_vec),
             Box::new(request_duration.clone()),
             Box::new(upstream_duration.clone()),
             Box::new(spills.clone()),
@@ -194,6 +277,7 @@ impl Metrics {
             reload_failures,
             route_generation,
             reload_seconds,
+            rejected,
             routes: Mutex::new(HashMap::new()),
         }
     }

@@ -16,17 +16,72 @@ use ringress_routes::RequestParts;
 
 use crate::access_log;
 use crate::lifo::{Permit, Rejection};
-use crate::request::{add_forwarded, random_u64, strip_hop_by_hop, RequestView};
+use crate::metrics::Reject;
+use crate::request::{
+    add_forwarded, has_content_length, normalize_path, random_u64, strip_hop_by_hop, AboveRoot,
+    RequestView,
+};
 use crate::runtime::{ms_since_start, now_ms, RouteRuntime, Runtime};
 use crate::state::{ActiveRequest, Ingress};
 
 pub struct Proxy {
     ingress: Arc<Ingress>,
+    /// `--max-request-body`: larger bodies get 413.
+    max_body: Option<u64>,
 }
 
 impl Proxy {
     pub fn new(ingress: Arc<Ingress>) -> Self {
-        Self { ingress }
+        Self {
+            ingress,
+            max_body: None,
+        }
+    }
+
+    pub fn with_max_body(mut self, max_body: Option<u64>) -> Self {
+        self.max_body = max_body;
+        self
+    }
+
+    /// Refuses what pingora's parser lets through but an ingress must not pass
+    /// on: requests without Host, `Transfer-Encoding` with `Content-Length`
+    /// (request smuggling), bodies declared over the limit, and paths climbing
+    /// above the root. Resolves dot-segments and `//` in the path (see
+    /// [`normalize_path`]) so routes match what the backend receives.
+    fn screen(&self, session: &mut Session) -> Result<(), (Reject, u16, &'static str)> {
+        let req = session.req_header();
+        if req.version == http::Version::HTTP_11 && !req.headers.contains_key(header::HOST) {
+            return Err((Reject::MissingHost, 400, "missing host\n"));
+        }
+        if req.headers.contains_key(header::TRANSFER_ENCODING)
+            && has_content_length(&session.as_downstream().to_h1_raw())
+        {
+            return Err((Reject::Smuggling, 400, "bad request\n"));
+        }
+        if let Some(max) = self.max_body {
+            let declared = req
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|len| len > max) {
+                return Err((Reject::BodyTooLarge, 413, "request body too large\n"));
+            }
+        }
+        match normalize_path(req.uri.path()) {
+            Ok(None) => Ok(()),
+            Ok(Some(path)) => {
+                let uri = match req.uri.query() {
+                    Some(query) => format!("{path}?{query}"),
+                    None => path,
+                };
+                let uri =
+                    http::Uri::try_from(uri).map_err(|_| (Reject::BadPath, 400, "bad path\n"))?;
+                session.req_header_mut().set_uri(uri);
+                Ok(())
+            }
+            Err(AboveRoot) => Err((Reject::BadPath, 400, "bad path\n")),
+        }
     }
 }
 
@@ -59,6 +114,8 @@ pub struct Ctx {
     answered: Option<u16>,
     /// LIFO admissions held: listener, route, group.
     permits: [Option<Permit>; 3],
+    /// Request body bytes read so far (counted only with `--max-request-body`).
+    body_bytes: u64,
 }
 
 impl Ctx {
@@ -138,6 +195,7 @@ fn status_line(status: u16) -> &'static str {
         204 => "",
         301 | 302 | 307 | 308 => "redirect\n",
         400 => "bad request\n",
+        413 => "request body too large\n",
         401 => "unauthorized\n",
         403 => "forbidden\n",
         404 => "not found\n",
@@ -158,6 +216,7 @@ impl ProxyHttp for Proxy {
     fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     fn new_ctx(&self) -> Ctx {
+        crate::front::header_parsed();
         Ctx {
             _active: self.ingress.track_request(),
             start: Instant::now(),
@@ -175,10 +234,23 @@ impl ProxyHttp for Proxy {
             failure: None,
             answered: None,
             permits: Default::default(),
+            body_bytes: 0,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if let Err((reason, status, body)) = self.screen(session) {
+            self.ingress.metrics.rejected.inc(reason);
+            ctx.answered = Some(status);
+            // Smuggling: the framing is in doubt; 413: the body stays unread.
+            let close = matches!(reason, Reject::Smuggling | Reject::BodyTooLarge);
+            let how = Answer {
+                retry_after: false,
+                close,
+            };
+            answer(session, status, body, how).await?;
+            return Ok(true);
+        }
         let runtime = self.ingress.runtime();
         let peer = session
             .client_addr()
@@ -273,6 +345,29 @@ impl ProxyHttp for Proxy {
                 Ok(false)
             }
         }
+    }
+
+    /// Counts a streamed (chunked) body against `--max-request-body`. The
+    /// backend has the request header by now; cutting the body short means it
+    /// never gets a complete request.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let (Some(max), Some(chunk)) = (self.max_body, body.as_ref()) {
+            ctx.body_bytes += chunk.len() as u64;
+            if ctx.body_bytes > max {
+                self.ingress.metrics.rejected.inc(Reject::BodyTooLarge);
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(413),
+                    "request body over --max-request-body",
+                ));
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -444,13 +539,11 @@ impl ProxyHttp for Proxy {
     }
 
     /// Clients that go away mid-request are routine at an ingress; they are
-    /// counted (`status_class="other"`) rather than logged as errors.
+    /// counted (`status_class="other"`) rather than logged as errors, as are
+    /// bodies the client broke (`reason="bad_body"`) and our own rejections.
     fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, error: &Error) -> bool {
         error.esource() == &ErrorSource::Downstream
-            && matches!(
-                error.etype(),
-                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
-            )
+            || matches!(error.etype(), ErrorType::HTTPStatus(_))
     }
 
     /// Retried connection failures are counted in `ringress_retries_total`;
@@ -479,7 +572,10 @@ impl ProxyHttp for Proxy {
                     ErrorSource::Downstream,
                     ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed,
                 ) => (0, ""),
-                (ErrorSource::Downstream, _) => (400, "bad request\n"),
+                (ErrorSource::Downstream, _) => {
+                    self.ingress.metrics.rejected.inc(Reject::BadBody);
+                    (400, "bad request\n")
+                }
                 _ => (500, "internal error\n"),
             },
         };

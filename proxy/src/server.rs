@@ -10,9 +10,11 @@ use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
 use ringress_routes::RouteTable;
 
 use crate::discovery::DiscoveryMetrics;
+use crate::front::{Front, HeaderLimits};
 use crate::kubernetes::KubeBridge;
 use crate::lifo::LifoConfig;
 use crate::proxy::Proxy;
@@ -33,6 +35,10 @@ pub struct Settings {
     pub kubeconfig: Option<PathBuf>,
     /// `--max-concurrency` with its queue: LIFO admission for the whole listener.
     pub listener_limit: Option<LifoConfig>,
+    /// Idle, header-timeout and header-size limits of the proxy listener.
+    pub header_limits: HeaderLimits,
+    /// `--max-request-body`: larger bodies get 413.
+    pub max_request_body: Option<u64>,
 }
 
 /// A start-up failure, reported to the operator before anything serves.
@@ -76,10 +82,14 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+    let proxy = pingora::proxy::http_proxy(
         &server.configuration,
-        Proxy::new(Arc::clone(&ingress)),
-        "ringress proxy",
+        Proxy::new(Arc::clone(&ingress)).with_max_body(settings.max_request_body),
+    );
+    // pingora's HTTP/1 loop, plus header timeouts and limits (see `front`).
+    let mut proxy = Service::new(
+        "ringress proxy".to_string(),
+        Front::new(proxy, Arc::clone(&ingress), settings.header_limits),
     );
     // pingora's default 1460-byte write buffer sends a response header and its
     // body in separate syscalls; 16 KiB coalesces them for typical responses.

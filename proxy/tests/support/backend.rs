@@ -23,6 +23,8 @@ pub struct Seen {
     /// Headers of the last request, lowercase names.
     pub last_headers: Mutex<Vec<(String, String)>>,
     pub paths: Mutex<Vec<String>>,
+    /// Length of each request body received complete.
+    pub bodies: Mutex<Vec<usize>>,
 }
 
 pub struct Backend {
@@ -143,7 +145,9 @@ async fn handle(
         .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
         .collect();
     seen.paths.lock().unwrap().push(req.uri().to_string());
-    let _ = req.into_body().collect().await;
+    if let Ok(body) = req.into_body().collect().await {
+        seen.bodies.lock().unwrap().push(body.to_bytes().len());
+    }
     let delay = seen.delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay as u64)).await;

@@ -8,12 +8,14 @@ pub mod faulty;
 pub mod k8s_apiserver;
 pub mod load;
 pub mod process;
+pub mod raw;
 pub mod traffic;
 
 pub use backend::Backend;
 pub use client::{Client, Response};
 pub use load::Load;
 pub use process::Ringress;
+pub use raw::{exchange, Raw, RawResponse};
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};

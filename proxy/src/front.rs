@@ -1,0 +1,485 @@
+//! The HTTP/1 front door: pingora's per-connection request loop, plus what
+//! pingora leaves out for clients that never send a complete request header.
+//!
+//! pingora reads a request header before any `ProxyHttp` hook runs, so its
+//! answers to unreadable requests (400, 405 for CONNECT) reach no hook and no
+//! metric, it waits for a header with a per-read timeout only (a client
+//! trickling a byte a minute is never timed out, and on a reused connection not
+//! even an idle one is), and it accepts headers up to 1 MiB. [`Front`] runs the
+//! same loop pingora runs for HTTP/1 (`ServerApp for HttpServerApp`), with the
+//! stream wrapped in [`Guarded`], which watches the bytes of each request until
+//! `Proxy::new_ctx` reports its header parsed:
+//! - no byte of a request within `idle` closes the connection quietly;
+//! - a header not complete `header_timeout` after its first byte gets 408;
+//! - a header over `max_header` bytes gets 431;
+//! - a client closing mid-header is counted, not logged as a pingora error;
+//! - a response pingora writes before a header was parsed (400, 405) is counted.
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU16, AtomicU8, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::apps::{HttpServerApp, ReusedHttpStream, ServerApp};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::raw_connect::ProxyDigest;
+use pingora::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
+    TimingDigest, UniqueID, UniqueIDType, ALPN,
+};
+use pingora::proxy::HttpProxy;
+use pingora::server::ShutdownWatch;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+use crate::metrics::Reject;
+use crate::proxy::Proxy;
+use crate::state::Ingress;
+
+/// Limits on reading a request header.
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderLimits {
+    /// Longest wait for the first byte of a request (a new or a kept-alive connection).
+    pub idle: Duration,
+    /// Longest time from a request's first byte to the end of its header.
+    pub header_timeout: Duration,
+    /// Most bytes a request header may take.
+    pub max_header: usize,
+}
+
+/// How long a 408 or 431 may take to write before the connection is dropped.
+const REPLY_GRACE: Duration = Duration::from_secs(1);
+
+const REPLY_408: &[u8] =
+    b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\n\
+Content-Length: 16\r\nConnection: close\r\n\r\nrequest timeout\n";
+const REPLY_431: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\n\
+Content-Type: text/plain; charset=utf-8\r\nContent-Length: 25\r\nConnection: close\r\n\r\n\
+request header too large\n";
+
+// Phases of the current request, as seen by the wrapper.
+const IDLE: u8 = 0;
+const HEADER: u8 = 1;
+const PARSED: u8 = 2;
+
+// Replies the wrapper writes itself.
+const NO_REPLY: u8 = 0;
+const TIMEOUT_REPLY: u8 = 1;
+const TOO_LARGE_REPLY: u8 = 2;
+
+/// Per-connection state shared by the stream wrapper, the request loop and
+/// `Proxy::new_ctx`. Everything runs on the connection's task; atomics only
+/// make the sharing `Sync`.
+#[derive(Debug, Default)]
+struct Watch {
+    phase: AtomicU8,
+    reply: AtomicU8,
+    /// `Reject` index + 1 once the wrapper has ended the connection.
+    ended: AtomicU8,
+    /// Status of a response pingora wrote before the header was parsed.
+    written: AtomicU16,
+}
+
+impl Watch {
+    fn end(&self, reason: Reject) {
+        self.ended.store(reason as u8 + 1, Relaxed);
+    }
+
+    fn ended(&self) -> Option<Reject> {
+        match self.ended.load(Relaxed) {
+            0 => None,
+            n => Some(Reject::ALL[n as usize - 1]),
+        }
+    }
+
+    fn reply_reason(&self) -> Reject {
+        match self.reply.load(Relaxed) {
+            TOO_LARGE_REPLY => Reject::HeaderTooLarge,
+            _ => Reject::HeaderTimeout,
+        }
+    }
+}
+
+tokio::task_local! {
+    static WATCH: Arc<Watch>;
+}
+
+/// Called once pingora has parsed a request header (from `new_ctx`): from here
+/// on the request belongs to the proxy's own timeouts and limits.
+#[inline]
+pub fn header_parsed() {
+    let _ = WATCH.try_with(|w| w.phase.store(PARSED, Relaxed));
+}
+
+/// A pingora `ServerApp` serving HTTP/1 through the ringress proxy.
+pub struct Front {
+    proxy: Arc<HttpProxy<Proxy>>,
+    ingress: Arc<Ingress>,
+    limits: HeaderLimits,
+}
+
+impl Front {
+    pub fn new(proxy: HttpProxy<Proxy>, ingress: Arc<Ingress>, limits: HeaderLimits) -> Self {
+        Self {
+            proxy: Arc::new(proxy),
+            ingress,
+            limits,
+        }
+    }
+
+    async fn serve(&self, stream: Stream, watch: Arc<Watch>, shutdown: &ShutdownWatch) {
+        let mut session = ServerSession::new_http1(stream);
+        // As pingora does: no keep-alive once shutting down. The per-read idle
+        // timeout pingora applies is only a backstop for `one_request`'s timer.
+        if *shutdown.borrow() {
+            session.set_keepalive(None);
+        } else {
+            session.set_keepalive(Some(self.limits.idle.as_secs().max(1)));
+        }
+        let mut timer = Box::pin(tokio::time::sleep(Duration::ZERO));
+        while let Some(reused) = self
+            .one_request(session, &watch, timer.as_mut(), shutdown)
+            .await
+        {
+            let (stream, settings) = reused.consume();
+            session = ServerSession::new_http1(stream);
+            if let Some(settings) = settings {
+                settings.apply_to_session(&mut session);
+            }
+        }
+    }
+
+    async fn one_request(
+        &self,
+        session: ServerSession,
+        watch: &Watch,
+        mut timer: Pin<&mut Sleep>,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        watch.phase.store(IDLE, Relaxed);
+        watch.reply.store(NO_REPLY, Relaxed);
+        watch.written.store(0, Relaxed);
+        let mut request = self.proxy.process_new_http(session, shutdown);
+        timer.as_mut().reset(Instant::now() + self.limits.idle);
+        let mut header_timer = false;
+        let outcome = poll_fn(|cx| loop {
+            if let Poll::Ready(reused) = request.as_mut().poll(cx) {
+                return Poll::Ready(Ok(reused));
+            }
+            if let Some(reason) = watch.ended() {
+                return Poll::Ready(Err(Some(reason)));
+            }
+            match watch.phase.load(Relaxed) {
+                PARSED => return Poll::Pending,
+                HEADER if !header_timer => {
+                    header_timer = true;
+                    timer
+                        .as_mut()
+                        .reset(Instant::now() + self.limits.header_timeout);
+                }
+                _ => {}
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            match watch.phase.load(Relaxed) {
+                // Not a byte of a request: an idle connection, closed quietly.
+                IDLE => return Poll::Ready(Err(None)),
+                HEADER if watch.reply.load(Relaxed) == NO_REPLY => {
+                    // The wrapper writes the 408 when pingora next reads.
+                    watch.reply.store(TIMEOUT_REPLY, Relaxed);
+                    timer.as_mut().reset(Instant::now() + REPLY_GRACE);
+                }
+                // The client does not even take the reply.
+                HEADER => return Poll::Ready(Err(Some(watch.reply_reason()))),
+                _ => return Poll::Pending,
+            }
+        })
+        .await;
+        let rejected = &self.ingress.metrics.rejected;
+        match outcome {
+            Ok(Some(reused)) => Some(reused),
+            Ok(None) => {
+                if watch.phase.load(Relaxed) != PARSED {
+                    match watch.written.load(Relaxed) {
+                        400 => rejected.inc(Reject::BadRequest),
+                        405 => rejected.inc(Reject::MethodNotAllowed),
+                        0 if watch.phase.load(Relaxed) == HEADER => {
+                            rejected.inc(Reject::Incomplete)
+                        }
+                        _ => {}
+                    }
+                }
+                None
+            }
+            // Dropping the request future drops the session and closes the connection.
+            Err(reason) => {
+                if let Some(reason) = reason {
+                    rejected.inc(reason);
+                }
+                None
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ServerApp for Front {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let watch = Arc::new(Watch::default());
+        let stream: Stream = Box::new(Guarded {
+            inner: stream,
+            watch: Arc::clone(&watch),
+            max_header: self.limits.max_header,
+            header_bytes: 0,
+            reply_sent: 0,
+        });
+        WATCH
+            .scope(Arc::clone(&watch), self.serve(stream, watch, shutdown))
+            .await;
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.proxy.http_cleanup().await;
+    }
+}
+
+/// The client connection, watched while a request header is being read.
+struct Guarded {
+    inner: Stream,
+    watch: Arc<Watch>,
+    max_header: usize,
+    /// Bytes read for the current request header.
+    header_bytes: usize,
+    /// Bytes of a 408/431 reply written so far.
+    reply_sent: usize,
+}
+
+impl Guarded {
+    /// Writes the reply the watch asks for, then ends the connection. Returns
+    /// `Pending` throughout: the request loop sees the end and drops the request.
+    fn poll_reply(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let reply = match self.watch.reply.load(Relaxed) {
+            TOO_LARGE_REPLY => REPLY_431,
+            _ => REPLY_408,
+        };
+        while self.reply_sent < reply.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &reply[self.reply_sent..]) {
+                Poll::Ready(Ok(n)) if n > 0 => self.reply_sent += n,
+                Poll::Ready(_) => {
+                    self.watch.end(self.watch.reply_reason());
+                    return Poll::Pending;
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if Pin::new(&mut self.inner).poll_flush(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.watch.end(self.watch.reply_reason());
+        Poll::Pending
+    }
+}
+
+/// Where a request header read so far ends, if `bytes` (the latest read) holds its end.
+fn header_end(bytes: &[u8]) -> Option<usize> {
+    bytes
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|i| i + 2)
+        .into_iter()
+        .chain(bytes.windows(3).position(|w| w == b"\n\r\n").map(|i| i + 3))
+        .min()
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let phase = this.watch.phase.load(Relaxed);
+        if phase == PARSED {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        if this.watch.ended.load(Relaxed) != 0 {
+            return Poll::Pending;
+        }
+        if this.watch.reply.load(Relaxed) != NO_REPLY {
+            return this.poll_reply(cx);
+        }
+        if phase == IDLE {
+            this.header_bytes = 0;
+            this.reply_sent = 0;
+        }
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
+        match &poll {
+            Poll::Ready(Ok(())) => {
+                let read = &buf.filled()[before..];
+                if read.is_empty() {
+                    if phase == HEADER {
+                        this.watch.end(Reject::Incomplete);
+                        return Poll::Pending;
+                    }
+                } else {
+                    this.watch.phase.store(HEADER, Relaxed);
+                    let total = this.header_bytes + read.len();
+                    // Body bytes may share the read that ends the header.
+                    let header = match header_end(read) {
+                        Some(end) => this.header_bytes + end,
+                        None => total,
+                    };
+                    this.header_bytes = total;
+                    if header > this.max_header {
+                        buf.set_filled(before);
+                        this.watch.reply.store(TOO_LARGE_REPLY, Relaxed);
+                        return this.poll_reply(cx);
+                    }
+                }
+            }
+            Poll::Ready(Err(_)) if phase == HEADER => {
+                this.watch.end(Reject::Incomplete);
+                return Poll::Pending;
+            }
+            _ => {}
+        }
+        poll
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        // Only pingora's own error responses are written before a header is parsed.
+        if this.watch.phase.load(Relaxed) != PARSED && data.starts_with(b"HTTP/1.") {
+            let status = data
+                .get(9..12)
+                .and_then(|s| std::str::from_utf8(s).ok())
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            this.watch.written.store(status, Relaxed);
+        }
+        Pin::new(&mut this.inner).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+impl fmt::Debug for Guarded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+#[async_trait]
+impl Shutdown for Guarded {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await
+    }
+}
+
+impl UniqueID for Guarded {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for Guarded {
+    fn get_ssl_digest(&self) -> Option<Arc<pingora::protocols::tls::SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for Guarded {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for Guarded {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.inner.set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for Guarded {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest)
+    }
+}
+
+#[async_trait]
+impl Peek for Guarded {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_end;
+
+    #[test]
+    fn finds_the_end_of_a_header_in_a_read() {
+        assert_eq!(
+            header_end(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nbody"),
+            Some(27)
+        );
+        assert_eq!(header_end(b"GET / HTTP/1.1\nHost: a\n\nbody"), Some(24));
+        assert_eq!(header_end(b"X-Long: aaaa"), None);
+        assert_eq!(header_end(b"\n\r\n"), Some(3));
+    }
+}
