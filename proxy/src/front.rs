@@ -164,7 +164,14 @@ impl Front {
         watch.reply.store(NO_REPLY, Relaxed);
         watch.written.store(0, Relaxed);
         let mut request = self.proxy.process_new_http(session, shutdown);
-        timer.as_mut().reset(Instant::now() + self.limits.idle);
+        // The timer is re-armed lazily: a keep-alive request only moves the
+        // deadline, and a timer that fires early (armed for an earlier
+        // request) is pushed to it. That keeps the timer wheel off the
+        // per-request path.
+        let mut deadline = Instant::now() + self.limits.idle;
+        if timer.deadline() > deadline {
+            timer.as_mut().reset(deadline);
+        }
         let mut header_timer = false;
         let outcome = poll_fn(|cx| loop {
             if let Poll::Ready(reused) = request.as_mut().poll(cx) {
@@ -177,14 +184,17 @@ impl Front {
                 PARSED => return Poll::Pending,
                 HEADER if !header_timer => {
                     header_timer = true;
-                    timer
-                        .as_mut()
-                        .reset(Instant::now() + self.limits.header_timeout);
+                    deadline = Instant::now() + self.limits.header_timeout;
+                    timer.as_mut().reset(deadline);
                 }
                 _ => {}
             }
             if timer.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
+            }
+            if Instant::now() < deadline {
+                timer.as_mut().reset(deadline);
+                continue;
             }
             match watch.phase.load(Relaxed) {
                 // Not a byte of a request: an idle connection, closed quietly.
@@ -192,7 +202,8 @@ impl Front {
                 HEADER if watch.reply.load(Relaxed) == NO_REPLY => {
                     // The wrapper writes the 408 when pingora next reads.
                     watch.reply.store(TIMEOUT_REPLY, Relaxed);
-                    timer.as_mut().reset(Instant::now() + REPLY_GRACE);
+                    deadline = Instant::now() + REPLY_GRACE;
+                    timer.as_mut().reset(deadline);
                 }
                 // The client does not even take the reply.
                 HEADER => return Poll::Ready(Err(Some(watch.reply_reason()))),
@@ -335,10 +346,11 @@ impl AsyncRead for Guarded {
                 } else {
                     this.watch.phase.store(HEADER, Relaxed);
                     let total = this.header_bytes + read.len();
-                    // Body bytes may share the read that ends the header.
-                    let header = match header_end(read) {
-                        Some(end) => this.header_bytes + end,
-                        None => total,
+                    // Body bytes may share the read that ends the header: look
+                    // for its end only when the read goes over the limit.
+                    let header = match total > this.max_header {
+                        true => header_end(read).map_or(total, |end| this.header_bytes + end),
+                        false => total,
                     };
                     this.header_bytes = total;
                     if header > this.max_header {
