@@ -35,6 +35,9 @@ pub struct ServeArgs {
     /// After SIGTERM, how long requests in flight may take to finish.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub grace_period: Duration,
+    /// How often the route file is checked for changes.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration, value_name = "DURATION")]
+    pub reload_interval: Duration,
     /// Write one JSON line per request to stdout.
     #[arg(long)]
     pub access_log: bool,

@@ -70,6 +70,7 @@ fn serve(args: ringress::cli::ServeArgs) -> ExitCode {
         admin: args.admin,
         threads: args.threads,
         grace_period: args.grace_period,
+        reload_interval: args.reload_interval,
         access_log: args.access_log,
         kubeconfig: args.kubeconfig,
         listener_limit: args.max_concurrency.map(|n| ringress::lifo::LifoConfig {

@@ -30,6 +30,8 @@ pub struct Settings {
     pub admin: String,
     pub threads: usize,
     pub grace_period: Duration,
+    /// How often the route file is polled for changes.
+    pub reload_interval: Duration,
     pub access_log: bool,
     /// Overrides kube's inference (in-cluster service account, `KUBECONFIG`, `~/.kube/config`).
     pub kubeconfig: Option<PathBuf>,
@@ -111,6 +113,7 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
         RouteWatcher {
             path: settings.routes.clone(),
             initial: text,
+            interval: settings.reload_interval,
             ingress: Arc::clone(&ingress),
         },
     ));
@@ -161,6 +164,7 @@ impl BackgroundService for AdminService {
 struct RouteWatcher {
     path: PathBuf,
     initial: String,
+    interval: Duration,
     ingress: Arc<Ingress>,
 }
 
@@ -170,6 +174,7 @@ impl BackgroundService for RouteWatcher {
         crate::watch::watch_routes(
             self.path.clone(),
             self.initial.clone(),
+            self.interval,
             Arc::clone(&self.ingress),
         )
         .await;

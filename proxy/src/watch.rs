@@ -1,20 +1,24 @@
 //! Route-file hot reload: polls the file and puts each good version in force.
 //!
-//! Polling (every 500 ms) rather than inotify because Kubernetes updates a
-//! mounted ConfigMap by swapping a symlink, which inotify on the file misses.
+//! Polling (every `--reload-interval`, 500 ms by default) rather than inotify
+//! because Kubernetes updates a mounted ConfigMap by swapping a symlink, which
+//! inotify on the file misses.
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::state::Ingress;
 
-pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
-
-pub async fn watch_routes(path: PathBuf, mut last: String, ingress: Arc<Ingress>) {
+pub async fn watch_routes(
+    path: PathBuf,
+    mut last: String,
+    interval: Duration,
+    ingress: Arc<Ingress>,
+) {
     let mut failing_text: Option<String> = None;
     let mut unreadable = false;
     loop {
-        tokio::time::sleep(POLL_INTERVAL).await;
+        tokio::time::sleep(interval).await;
         let text = match tokio::fs::read_to_string(&path).await {
             Ok(text) => {
                 unreadable = false;
