@@ -24,6 +24,25 @@ impl Pos {
             column: m.col() + 1,
         }
     }
+
+    /// Just past the last character of `text`, lines ending at `\r\n`,
+    /// `\r` or `\n` as in YAML.
+    fn end_of(text: &str) -> Pos {
+        let mut end = Pos::START;
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\r' || c == '\n' {
+                if c == '\r' && chars.peek() == Some(&'\n') {
+                    chars.next();
+                }
+                end.line += 1;
+                end.column = 1;
+            } else {
+                end.column += 1;
+            }
+        }
+        end
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -136,10 +155,17 @@ pub struct SyntaxError {
 /// Parses the first document of `text`. `Ok(None)` for an empty stream; a
 /// second document is an error, since it would otherwise be ignored silently.
 pub fn load(text: &str) -> Result<Option<Node>, SyntaxError> {
-    let mut builder = Builder::default();
+    // yaml-rust2 puts the end of a stream that lacks a final line break on
+    // a line after the text, so errors and empty values there would name a
+    // line the file does not have; they point at the text's end instead.
+    let end = Pos::end_of(text);
+    let mut builder = Builder {
+        end,
+        ..Builder::default()
+    };
     let mut parser = Parser::new_from_str(text);
     parser.load(&mut builder, true).map_err(|e| SyntaxError {
-        pos: Pos::of(e.marker()),
+        pos: Pos::of(e.marker()).min(end),
         message: format!("YAML syntax error: {}", e.info()),
     })?;
     if let Some(pos) = builder.second_document {
@@ -171,6 +197,7 @@ struct Builder {
     anchors: HashMap<usize, Node>,
     documents: Vec<Node>,
     second_document: Option<Pos>,
+    end: Pos,
 }
 
 impl Builder {
@@ -203,7 +230,7 @@ impl Builder {
 
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, event: Event, mark: Marker) {
-        let pos = Pos::of(&mark);
+        let pos = Pos::of(&mark).min(self.end);
         match event {
             Event::Scalar(text, style, anchor, tag) => {
                 let is_str_tag = tag

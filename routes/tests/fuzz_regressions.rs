@@ -1,0 +1,45 @@
+//! Inputs the fuzz targets (`fuzz/`, run by `benches/fuzz.sh`) found to
+//! break an invariant, kept inline with the behaviour now expected.
+
+mod common;
+
+use common::error_lines;
+
+/// A file without a final line break: yaml-rust2 reports the end of the
+/// stream on a line after the text, so errors there named a line the file
+/// does not have (`fuzz.yaml:4:1` for three lines). They now point at the
+/// text's last character, where an editor can jump.
+#[test]
+fn errors_at_the_end_of_a_file_without_a_final_newline_stay_inside_it() {
+    // route_file crash-7a00dd7447b6e0af6236f5e7b2815572cbf7021b
+    let lines = error_lines("routes:\n  - name: r\n{body}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("routes.yaml:3:7: YAML syntax error: "),
+        "{lines:?}"
+    );
+    assert_eq!(
+        error_lines("routes: ["),
+        ["routes.yaml:1:10: YAML syntax error: while parsing a node, did not find expected node content"]
+    );
+    // Empty values at the end of the text sit right after their key.
+    assert_eq!(
+        error_lines("routes:\n  - name: r\n    backend:"),
+        ["routes.yaml:3:13: route \"r\": backend must be a map, got nothing (null)"]
+    );
+    assert_eq!(
+        error_lines("routes:\n  - name: r\n    backend: {status: 200}\n    match:\n      path:"),
+        ["routes.yaml:5:12: route \"r\": match.path must be a string, got nothing (null)"]
+    );
+    // With the final line break the end is the start of the empty last line,
+    // as before.
+    assert_eq!(
+        error_lines("routes: [\n"),
+        ["routes.yaml:2:1: YAML syntax error: while parsing a node, did not find expected node content"]
+    );
+    // `\r` alone ends a line in YAML.
+    assert_eq!(
+        error_lines("routes:\r  - name: r\r    backend:"),
+        ["routes.yaml:3:13: route \"r\": backend must be a map, got nothing (null)"]
+    );
+}
