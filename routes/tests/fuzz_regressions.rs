@@ -43,3 +43,28 @@ fn errors_at_the_end_of_a_file_without_a_final_newline_stay_inside_it() {
         ["routes.yaml:3:13: route \"r\": backend must be a map, got nothing (null)"]
     );
 }
+
+/// Without a top-level `routes` key the errors came back unsorted: the
+/// "missing" error at the root after unknown keys further down, and a
+/// duplicate key (found while reading the map) before the unknown key
+/// above it.
+#[test]
+fn a_file_without_routes_lists_its_errors_in_file_order() {
+    // route_file crash-b80efb57752d8bd6f20e473c0133fae580757659, minimised.
+    assert_eq!(
+        error_lines(":\n:"),
+        [
+            "routes.yaml:1:1: unknown key \"\" in the route file (expected one of: routes)",
+            "routes.yaml:1:1: missing the top-level key \"routes\" (a list of routes)",
+            "routes.yaml:2:1: duplicate key \"\" in the route file",
+        ]
+    );
+    assert_eq!(
+        error_lines("rout:\n  - name: r\ntatus: 404\n"),
+        [
+            "routes.yaml:1:1: unknown key \"rout\" in the route file (expected one of: routes)",
+            "routes.yaml:1:1: missing the top-level key \"routes\" (a list of routes)",
+            "routes.yaml:3:1: unknown key \"tatus\" in the route file (expected one of: routes)",
+        ]
+    );
+}
