@@ -102,8 +102,7 @@ fn reference_parse(source: &str) -> Option<Vec<Piece>> {
         } else {
             return None;
         };
-        if matches!(&field, Field::Query(n) | Field::Header(n) | Field::Cookie(n) if n.is_empty())
-        {
+        if matches!(&field, Field::Query(n) | Field::Header(n) | Field::Cookie(n) if n.is_empty()) {
             return None;
         }
         pieces.push(Piece::Field(field));
@@ -115,7 +114,11 @@ fn reference_parse(source: &str) -> Option<Vec<Piece>> {
 }
 
 /// The key, or `None` when a placeholder is missing or empty.
-fn reference_render(pieces: &[Piece], req: &Request, params: &[(String, String)]) -> Option<String> {
+fn reference_render(
+    pieces: &[Piece],
+    req: &Request,
+    params: &[(String, String)],
+) -> Option<String> {
     let mut out = String::new();
     for piece in pieces {
         let value = match piece {
@@ -155,7 +158,11 @@ fn header<'r>(req: &'r Request, lowercase: &str) -> Option<&'r str> {
         .map(|(_, v)| v.as_str())
 }
 
-fn build_request(data: RequestData, pieces: &[Piece], params: &[String]) -> (Request, Vec<(String, String)>) {
+fn build_request(
+    data: RequestData,
+    pieces: &[Piece],
+    params: &[String],
+) -> (Request, Vec<(String, String)>) {
     let mut pool: Vec<&str> = vec!["x-forwarded-for", "cookie"];
     for piece in pieces {
         if let Piece::Field(Field::Query(n) | Field::Header(n) | Field::Cookie(n)) = piece {
@@ -236,7 +243,10 @@ fuzz_target!(|data: &[u8]| {
         Ok(t) => t,
         Err(why) => {
             assert!(reference.is_none(), "{source:?} refused: {why}");
-            assert!(why.contains(&format!("{source:?}")), "{why} names not {source:?}");
+            assert!(
+                why.contains(&format!("{source:?}")),
+                "{why} names not {source:?}"
+            );
             return;
         }
     };
@@ -284,7 +294,11 @@ fuzz_target!(|data: &[u8]| {
     let Some(Filter::ConsistentHashKey(in_file)) = route.filters.first() else {
         panic!("no key filter: {route:?}");
     };
-    assert_eq!(in_file.as_str(), source, "the file round-trips the template");
+    assert_eq!(
+        in_file.as_str(),
+        source,
+        "the file round-trips the template"
+    );
 
     let Ok(data) = RequestData::arbitrary(&mut Unstructured::new(rest)) else {
         return;
@@ -300,7 +314,11 @@ fuzz_target!(|data: &[u8]| {
     let expected = reference_render(&pieces, &req, &captured);
     let mut out = String::from("stale");
     let resolved = template.resolve(&m, &req, &mut out);
-    assert_eq!(resolved, expected.is_some(), "{source:?} {req:?}: {out:?} vs {expected:?}");
+    assert_eq!(
+        resolved,
+        expected.is_some(),
+        "{source:?} {req:?}: {out:?} vs {expected:?}"
+    );
     if let Some(want) = &expected {
         assert_eq!(&out, want, "{source:?} {req:?}");
     }

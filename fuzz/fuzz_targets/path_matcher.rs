@@ -22,7 +22,13 @@ use ringress_routes::{host_without_port, RouteTable, MAX_PARAMS};
 const LITERALS: &[&str] = &[
     "", "a", "b", "ab", "api", "v2", "products", "7", "x.y", "%20", "é", "A", "a b", "*",
 ];
-const HOSTS: &[&str] = &["a.example.com", "example.com", "b.a.example.com", "x_y.org", "com"];
+const HOSTS: &[&str] = &[
+    "a.example.com",
+    "example.com",
+    "b.a.example.com",
+    "x_y.org",
+    "com",
+];
 const METHODS: &[&str] = &["GET", "POST", "HEAD"];
 const HEADER_NAMES: &[&str] = &["X-A", "x-b", "X-Tenant"];
 const VALUES: &[&str] = &["1", "", "acme", "a=b", "2"];
@@ -455,9 +461,8 @@ fn reference<'r>(models: &[Model], req: &'r Request) -> Option<(usize, Vec<&'r s
                 if segs.len() < p.len() || p.iter().zip(&segs).any(|(a, b)| a != b) {
                     continue;
                 }
-                let better = prefix.is_none_or(|(j, len)| {
-                    p.len() > len || (p.len() == len && rank(i) < rank(j))
-                });
+                let better = prefix
+                    .is_none_or(|(j, len)| p.len() > len || (p.len() == len && rank(i) < rank(j)));
                 if better {
                     prefix = Some((i, p.len()));
                 }

@@ -67,7 +67,10 @@ fn check_errors(text: &str, errors: &RouteErrors) {
         let shown = e.to_string();
         let want = format!("{ORIGIN}:{}:{}: ", e.line, e.column);
         assert!(shown.starts_with(&want), "{shown:?} lacks {want:?}");
-        assert!((e.line, e.column) >= previous, "errors out of order: {errors}");
+        assert!(
+            (e.line, e.column) >= previous,
+            "errors out of order: {errors}"
+        );
         previous = (e.line, e.column);
     }
 }

@@ -68,3 +68,40 @@ fn a_file_without_routes_lists_its_errors_in_file_order() {
         ]
     );
 }
+
+/// Nested aliases multiply: this 400-byte file expanded to 10^8 nodes
+/// (19 GB, 73 s) before the route file bounded what aliases may copy.
+/// Found while sizing the route_file target's memory limit.
+#[test]
+fn nested_aliases_cannot_expand_without_bound() {
+    let mut yaml = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..=7 {
+        let p = format!("*a{}", i - 1);
+        let list = vec![p.as_str(); 10].join(",");
+        yaml.push_str(&format!("a{i}: &a{i} [{list}]\n"));
+    }
+    yaml.push_str("routes: []\n");
+    let lines = error_lines(&yaml);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("routes.yaml:5:")
+            && lines[0].contains("YAML aliases here copy more than 100000 nodes"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn ordinary_aliases_still_share_parts_of_routes() {
+    let mut yaml = String::from(
+        "routes:\n  - name: r0\n    match: {path: /r0}\n    backend: &b {endpoints: [http://a:1, http://b:2], timeouts: {connect: 1s}}\n",
+    );
+    for i in 1..2000 {
+        yaml.push_str(&format!(
+            "  - name: r{i}\n    match: {{path: /r{i}}}\n    backend: *b\n"
+        ));
+    }
+    let t = common::table(&yaml);
+    assert_eq!(t.len(), 2000);
+    let last = t.get("r1999").unwrap();
+    assert_eq!(last.backend, t.get("r0").unwrap().backend);
+}
