@@ -90,10 +90,8 @@ fn reference_parse(source: &str) -> Option<Vec<Piece>> {
                         Field::Query(n)
                     } else if let Some(n) = named("header.") {
                         Field::Header(n.to_ascii_lowercase())
-                    } else if let Some(n) = named("cookie.") {
-                        Field::Cookie(n)
                     } else {
-                        return None;
+                        Field::Cookie(named("cookie.")?)
                     }
                 }
             }

@@ -77,7 +77,7 @@ fn nested_aliases_cannot_expand_without_bound() {
     let mut yaml = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..=7 {
         let p = format!("*a{}", i - 1);
-        let list = vec![p.as_str(); 10].join(",");
+        let list = [p.as_str(); 10].join(",");
         yaml.push_str(&format!("a{i}: &a{i} [{list}]\n"));
     }
     yaml.push_str("routes: []\n");
