@@ -71,7 +71,7 @@ for target in "${TARGETS[@]}"; do
         failed=1
         crashes=$((crashes > 0 ? crashes : 1))
         echo "== $target crashed (exit $status); last lines of its log:" >&2
-        grep -E "panicked|ERROR|SUMMARY|Test unit written|out-of-memory|timeout" "$log" | head -20 >&2 || true
+        grep -E -A1 "panicked|ERROR|SUMMARY|Test unit written" "$log" | head -20 >&2 || true
         tail -5 "$log" >&2
     fi
     rows+=("$(printf '%-13s %6ss %13s %9s %7s %8s %7s %8s %7s' "$target" "$SECONDS_PER_TARGET" \

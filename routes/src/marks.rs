@@ -27,7 +27,7 @@ impl Pos {
 
     /// Just past the last character of `text`, lines ending at `\r\n`,
     /// `\r` or `\n` as in YAML.
-    fn end_of(text: &str) -> Pos {
+    fn after(text: &str) -> Pos {
         let mut end = Pos::START;
         let mut chars = text.chars().peekable();
         while let Some(c) = chars.next() {
@@ -158,7 +158,15 @@ pub fn load(text: &str) -> Result<Option<Node>, SyntaxError> {
     // yaml-rust2 puts the end of a stream that lacks a final line break on
     // a line after the text, so errors and empty values there would name a
     // line the file does not have; they point at the text's end instead.
-    let end = Pos::end_of(text);
+    let end = Pos::after(text);
+    // YAML allows no NUL in a stream, and yaml-rust2 takes one for the end
+    // of the text, after which its positions no longer match the text.
+    if let Some(i) = text.find('\0') {
+        return Err(SyntaxError {
+            pos: Pos::after(&text[..i]),
+            message: "YAML syntax error: a NUL character (U+0000) is not allowed".to_owned(),
+        });
+    }
     let mut builder = Builder {
         end,
         ..Builder::default()

@@ -105,3 +105,20 @@ fn ordinary_aliases_still_share_parts_of_routes() {
     let last = t.get("r1999").unwrap();
     assert_eq!(last.backend, t.get("r0").unwrap().backend);
 }
+
+/// yaml-rust2 takes a NUL for the end of the text, so positions after it
+/// drifted past the end of their line (`fuzz.yaml:3:6` on a line of four
+/// characters). YAML allows no NUL; the file is refused at the NUL.
+#[test]
+fn a_nul_character_is_refused_where_it_is() {
+    // route_file crash-2e4714931be28c931f52816d0443dd885847f4bf, minimised
+    // (0xCE 0xCE, invalid UTF-8, read as two U+FFFD).
+    assert_eq!(
+        error_lines(":\n>\r \u{FFFD}\u{FFFD}\0\n"),
+        ["routes.yaml:3:4: YAML syntax error: a NUL character (U+0000) is not allowed"]
+    );
+    assert_eq!(
+        error_lines("routes:\n  - name: r\0\n    backend: {status: 200}\n"),
+        ["routes.yaml:2:12: YAML syntax error: a NUL character (U+0000) is not allowed"]
+    );
+}
