@@ -24,6 +24,25 @@ impl Pos {
             column: m.col() + 1,
         }
     }
+
+    /// Just past the last character of `text`, lines ending at `\r\n`,
+    /// `\r` or `\n` as in YAML.
+    fn after(text: &str) -> Pos {
+        let mut end = Pos::START;
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\r' || c == '\n' {
+                if c == '\r' && chars.peek() == Some(&'\n') {
+                    chars.next();
+                }
+                end.line += 1;
+                end.column = 1;
+            } else {
+                end.column += 1;
+            }
+        }
+        end
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -136,12 +155,36 @@ pub struct SyntaxError {
 /// Parses the first document of `text`. `Ok(None)` for an empty stream; a
 /// second document is an error, since it would otherwise be ignored silently.
 pub fn load(text: &str) -> Result<Option<Node>, SyntaxError> {
-    let mut builder = Builder::default();
+    // yaml-rust2 puts the end of a stream that lacks a final line break on
+    // a line after the text, so errors and empty values there would name a
+    // line the file does not have; they point at the text's end instead.
+    let end = Pos::after(text);
+    // YAML allows no NUL in a stream, and yaml-rust2 takes one for the end
+    // of the text, after which its positions no longer match the text.
+    if let Some(i) = text.find('\0') {
+        return Err(SyntaxError {
+            pos: Pos::after(&text[..i]),
+            message: "YAML syntax error: a NUL character (U+0000) is not allowed".to_owned(),
+        });
+    }
+    let mut builder = Builder {
+        end,
+        ..Builder::default()
+    };
     let mut parser = Parser::new_from_str(text);
     parser.load(&mut builder, true).map_err(|e| SyntaxError {
-        pos: Pos::of(e.marker()),
+        pos: Pos::of(e.marker()).min(end),
         message: format!("YAML syntax error: {}", e.info()),
     })?;
+    if let Some(pos) = builder.over_budget {
+        return Err(SyntaxError {
+            pos,
+            message: format!(
+                "YAML aliases here copy more than {MAX_COPIED_NODES} nodes in all; \
+                 nested aliases multiply, write the routes out instead"
+            ),
+        });
+    }
     if let Some(pos) = builder.second_document {
         return Err(SyntaxError {
             pos,
@@ -151,48 +194,84 @@ pub fn load(text: &str) -> Result<Option<Node>, SyntaxError> {
     Ok(builder.documents.into_iter().next())
 }
 
+/// Most nodes that anchors and aliases may copy in one file. Every alias
+/// copies its anchored node, and aliases of nodes made of aliases multiply:
+/// 400 bytes of eight nested anchors expanded to 10^8 nodes (19 GB, 73 s).
+/// Real files alias endpoint lists and header maps: thousands of nodes.
+pub const MAX_COPIED_NODES: usize = 100_000;
+
 enum Frame {
     Seq {
         pos: Pos,
         anchor: usize,
         items: Vec<Node>,
+        size: usize,
     },
     Map {
         pos: Pos,
         anchor: usize,
         entries: Vec<(Node, Node)>,
         key: Option<Node>,
+        size: usize,
     },
 }
 
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes with their sizes in nodes.
+    anchors: HashMap<usize, (Node, usize)>,
     documents: Vec<Node>,
     second_document: Option<Pos>,
+    end: Pos,
+    copied: usize,
+    /// Where the copies first went over [`MAX_COPIED_NODES`].
+    over_budget: Option<Pos>,
 }
 
 impl Builder {
-    fn complete(&mut self, node: Node, anchor: usize) {
-        if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+    /// Counts `size` more copied nodes; false once over the budget.
+    fn copy_allowed(&mut self, size: usize, pos: Pos) -> bool {
+        self.copied = self.copied.saturating_add(size);
+        if self.copied > MAX_COPIED_NODES {
+            self.over_budget.get_or_insert(pos);
+        }
+        self.over_budget.is_none()
+    }
+
+    /// Adds a finished node of `size` nodes to its parent.
+    fn complete(&mut self, node: Node, anchor: usize, size: usize) {
+        if anchor != 0 && self.copy_allowed(size, node.pos) {
+            self.anchors.insert(anchor, (node.clone(), size));
         }
         match self.stack.last_mut() {
-            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Seq {
+                items, size: total, ..
+            }) => {
+                *total += size;
+                items.push(node);
+            }
             Some(Frame::Map {
-                pos, entries, key, ..
-            }) => match key.take() {
-                Some(k) => entries.push((k, node)),
-                None => {
-                    // A block mapping's start mark lies after its first key;
-                    // the first key is where a reader sees the map begin.
-                    if entries.is_empty() && node.pos < *pos {
-                        *pos = node.pos;
+                pos,
+                entries,
+                key,
+                size: total,
+                ..
+            }) => {
+                *total += size;
+                match key.take() {
+                    Some(k) => entries.push((k, node)),
+                    None => {
+                        // A block mapping's start mark lies after its first
+                        // key; the first key is where a reader sees the map
+                        // begin.
+                        if entries.is_empty() && node.pos < *pos {
+                            *pos = node.pos;
+                        }
+                        *key = Some(node);
                     }
-                    *key = Some(node);
                 }
-            },
+            }
             None if self.documents.is_empty() => self.documents.push(node),
             None => {
                 self.second_document.get_or_insert(node.pos);
@@ -203,7 +282,7 @@ impl Builder {
 
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, event: Event, mark: Marker) {
-        let pos = Pos::of(&mark);
+        let pos = Pos::of(&mark).min(self.end);
         match event {
             Event::Scalar(text, style, anchor, tag) => {
                 let is_str_tag = tag
@@ -214,32 +293,41 @@ impl MarkedEventReceiver for Builder {
                     pos,
                     kind: Kind::Scalar { text, quoted },
                 };
-                self.complete(node, anchor);
+                self.complete(node, anchor, 1);
             }
             Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq {
                 pos,
                 anchor,
                 items: Vec::new(),
+                size: 1,
             }),
             Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
                 pos,
                 anchor,
                 entries: Vec::new(),
                 key: None,
+                size: 1,
             }),
             Event::SequenceEnd | Event::MappingEnd => {
-                let (node, anchor) = match self.stack.pop() {
-                    Some(Frame::Seq { pos, anchor, items }) => (
+                let (node, anchor, size) = match self.stack.pop() {
+                    Some(Frame::Seq {
+                        pos,
+                        anchor,
+                        items,
+                        size,
+                    }) => (
                         Node {
                             pos,
                             kind: Kind::Seq(items),
                         },
                         anchor,
+                        size,
                     ),
                     Some(Frame::Map {
                         pos,
                         anchor,
                         entries,
+                        size,
                         ..
                     }) => (
                         Node {
@@ -247,18 +335,32 @@ impl MarkedEventReceiver for Builder {
                             kind: Kind::Map(entries),
                         },
                         anchor,
+                        size,
                     ),
                     None => return,
                 };
-                self.complete(node, anchor);
+                self.complete(node, anchor, size);
             }
             Event::Alias(id) => {
-                // The parser refuses unknown anchors, so the lookup succeeds;
-                // the copy keeps the anchored node's position.
-                if let Some(mut node) = self.anchors.get(&id).cloned() {
-                    node.pos = pos;
-                    self.complete(node, 0);
-                }
+                // The parser refuses unknown anchors; an anchor over the
+                // budget was not kept, and a null stands in so that maps
+                // still pair keys with values until `load` reports it.
+                let size = self.anchors.get(&id).map_or(0, |(_, size)| *size);
+                let kind = match self.copy_allowed(size, pos) {
+                    true => self.anchors.get(&id).map(|(node, _)| node.kind.clone()),
+                    false => None,
+                };
+                let (kind, size) = match kind {
+                    Some(kind) => (kind, size),
+                    None => (
+                        Kind::Scalar {
+                            text: String::new(),
+                            quoted: false,
+                        },
+                        1,
+                    ),
+                };
+                self.complete(Node { pos, kind }, 0, size);
             }
             Event::Nothing
             | Event::StreamStart

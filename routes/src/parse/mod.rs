@@ -37,8 +37,9 @@ pub(crate) fn parse_file(file: &str, text: &str) -> Result<Vec<Route>, Vec<Route
         return Err(r.errors);
     };
     let Some(list) = top.get("routes") else {
+        // After the unknown keys, which may lie further down the file.
         r.error(root.pos, missing);
-        return Err(r.errors);
+        return Err(in_file_order(r.errors));
     };
     let items: &[Node] = if list.is_null() {
         &[]
@@ -56,9 +57,14 @@ pub(crate) fn parse_file(file: &str, text: &str) -> Result<Vec<Route>, Vec<Route
     if r.errors.is_empty() {
         Ok(routes)
     } else {
-        r.errors.sort_by_key(|e| (e.line, e.column));
-        Err(r.errors)
+        Err(in_file_order(r.errors))
     }
+}
+
+/// Stable, so errors at one position keep the order they were found in.
+fn in_file_order(mut errors: Vec<RouteError>) -> Vec<RouteError> {
+    errors.sort_by_key(|e| (e.line, e.column));
+    errors
 }
 
 fn parse_route(r: &mut Reader<'_>, node: &Node) -> (Option<Route>, Outline) {
