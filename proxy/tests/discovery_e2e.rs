@@ -6,92 +6,19 @@
 //! port, as pods of a Deployment share a container port.
 mod support;
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use support::cluster::{ring_endpoints, wait_for_endpoints, Cluster, SERVICE_ROUTES};
 use support::k8s_apiserver::{not_ready, ready, slice, terminating, FakeApiServer};
 use support::{eventually, free_port, Backend, Load, Ringress};
 
-const ROUTES: &str = r#"routes:
-  - name: web
-    match: {path: "/products/{id}"}
-    filters:
-      - consistentHashKey: "${id}"
-    backend:
-      service: {namespace: shop, name: web, port: http}
-      retries: 1
-"#;
-
-struct Cluster {
-    api: FakeApiServer,
-    port: u16,
-    pods: Vec<Backend>,
-    kubeconfig: std::path::PathBuf,
-}
-
-impl Cluster {
-    fn new(pods: usize) -> Self {
-        let api = FakeApiServer::start_blocking();
-        let port = free_port();
-        let pods = (0..pods)
-            .map(|i| {
-                let ip = format!("127.0.0.{}", i + 2);
-                Backend::start_on(&ip, SocketAddr::new(ip.parse().unwrap(), port))
-            })
-            .collect();
-        let dir = support::process::temp_dir("kube");
-        let kubeconfig = dir.join("kubeconfig");
-        api.write_kubeconfig(&kubeconfig);
-        Self {
-            api,
-            port,
-            pods,
-            kubeconfig,
-        }
-    }
-
-    fn ip(&self, i: usize) -> String {
-        format!("127.0.0.{}", i + 2)
-    }
-
-    /// Publishes one slice with the given pods' readiness.
-    fn publish(&self, eps: Vec<support::k8s_apiserver::Ep>) {
-        self.api.apply(
-            "shop",
-            slice("web-abc", "web", &[("http", self.port as i32)], &eps),
-        );
-    }
-
-    fn proxy(&self) -> Ringress {
-        Ringress::start_with(ROUTES, &["--kubeconfig", self.kubeconfig.to_str().unwrap()])
-    }
-}
-
-fn ring_endpoints(proxy: &Ringress) -> HashSet<String> {
-    let routes = proxy.admin_get("/routes").body;
-    let v: serde_json::Value = serde_json::from_str(&routes).unwrap();
-    v["routes"][0]["endpoints"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["address"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn wait_for_endpoints(proxy: &Ringress, want: &[String]) -> Duration {
-    let start = Instant::now();
-    let want: HashSet<String> = want.iter().cloned().collect();
-    eventually(Duration::from_secs(5), "ring to follow the slices", || {
-        (ring_endpoints(proxy) == want).then_some(())
-    });
-    start.elapsed()
-}
+const ROUTES: &str = SERVICE_ROUTES;
 
 fn url(c: &Cluster, i: usize) -> String {
-    format!("http://{}:{}", c.ip(i), c.port)
+    c.url(i)
 }
 
 #[test]

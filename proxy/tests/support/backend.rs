@@ -2,7 +2,7 @@
 //! slowly, and records what it saw.
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +25,11 @@ pub struct Seen {
     pub paths: Mutex<Vec<String>>,
     /// Length of each request body received complete.
     pub bodies: Mutex<Vec<usize>>,
+    /// While set, requests whose query has a `hold` parameter wait before
+    /// answering: in flight for as long as a test needs (see `Backend::hold`).
+    pub gate_closed: AtomicBool,
+    /// Requests waiting at the closed gate now.
+    pub held: AtomicUsize,
 }
 
 pub struct Backend {
@@ -77,6 +82,26 @@ impl Backend {
         self.seen
             .delay_ms
             .store(delay.as_millis() as usize, Ordering::SeqCst);
+    }
+
+    /// From now on, requests with `hold` in their query (`/x?hold`) wait
+    /// until `release`; others are answered as usual.
+    pub fn hold(&self) {
+        self.seen.gate_closed.store(true, Ordering::SeqCst);
+    }
+
+    /// Lets every held request answer.
+    pub fn release(&self) {
+        self.seen.gate_closed.store(false, Ordering::SeqCst);
+    }
+
+    /// Requests held at the gate now.
+    pub fn held(&self) -> usize {
+        self.seen.held.load(Ordering::SeqCst)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.seen.in_flight.load(Ordering::SeqCst)
     }
 
     pub fn header(&self, name: &str) -> Option<String> {
@@ -145,12 +170,23 @@ async fn handle(
         .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
         .collect();
     seen.paths.lock().unwrap().push(req.uri().to_string());
+    let hold = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "hold"));
     if let Ok(body) = req.into_body().collect().await {
         seen.bodies.lock().unwrap().push(body.to_bytes().len());
     }
     let delay = seen.delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay as u64)).await;
+    }
+    if hold && seen.gate_closed.load(Ordering::SeqCst) {
+        seen.held.fetch_add(1, Ordering::SeqCst);
+        while seen.gate_closed.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        seen.held.fetch_sub(1, Ordering::SeqCst);
     }
     seen.in_flight.fetch_sub(1, Ordering::SeqCst);
     let mut resp = Response::new(Full::new(Bytes::from(name.clone())));

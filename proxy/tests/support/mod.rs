@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod cluster;
 pub mod faulty;
 pub mod k8s_apiserver;
 pub mod load;

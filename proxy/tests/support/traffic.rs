@@ -2,7 +2,7 @@
 //! and ended, status and serving backend, or the error), for tests that break
 //! backends under load and must say exactly which requests failed and why.
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -43,6 +43,7 @@ impl Sample {
 
 pub struct Traffic {
     stop: Arc<AtomicBool>,
+    done: Arc<AtomicUsize>,
     workers: Vec<JoinHandle<Vec<Sample>>>,
 }
 
@@ -51,10 +52,11 @@ impl Traffic {
     /// in turn (each from its own offset) until stopped.
     pub fn start(addr: SocketAddr, workers: usize, prefix: &str, keys: &[String]) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicUsize::new(0));
         let keys: Arc<Vec<String>> = Arc::new(keys.to_vec());
         let workers = (0..workers)
             .map(|w| {
-                let stop = Arc::clone(&stop);
+                let (stop, done) = (Arc::clone(&stop), Arc::clone(&done));
                 let keys = Arc::clone(&keys);
                 let prefix = prefix.to_string();
                 thread::spawn(move || {
@@ -79,12 +81,31 @@ impl Traffic {
                             finished: Instant::now(),
                             result,
                         });
+                        done.fetch_add(1, Ordering::SeqCst);
                     }
                     samples
                 })
             })
             .collect();
-        Self { stop, workers }
+        Self {
+            stop,
+            done,
+            workers,
+        }
+    }
+
+    /// Requests completed so far (answered or failed), for pacing a test by
+    /// traffic rather than by the clock.
+    pub fn completed(&self) -> usize {
+        self.done.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `n` more requests have completed.
+    pub fn wait_for(&self, n: usize, within: Duration) {
+        let target = self.completed() + n;
+        super::eventually(within, "traffic to make progress", || {
+            (self.completed() >= target).then_some(())
+        });
     }
 
     pub fn stop(self) -> Vec<Sample> {
