@@ -65,7 +65,14 @@ def measure(peers, name, d, seconds, binary, out_prefix):
     finally:
         os.killpg(proxy.pid, 2 if name == "ringress" else 15)
         proxy.wait()
-        time.sleep(1)
+        # Workers (nginx) outlive their master for a moment and write their counts on exit.
+        end = time.time() + 30
+        while time.time() < end:
+            try:
+                os.killpg(proxy.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
     m = re.search(r"(\d+) requests in", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     requests = int(m.group(1)) if m else 0
@@ -89,6 +96,10 @@ def main():
     import peers  # noqa: E402 (found at run time)
 
     d = tempfile.mkdtemp(prefix="ringress-instr-")
+    os.chmod(d, 0o755)  # nginx workers run as another user and read the body from here
+    cg_dir = os.path.join(d, "callgrind")
+    os.makedirs(cg_dir)
+    os.chmod(cg_dir, 0o1777)  # ... and write their callgrind files here
     logf = open(os.path.join(d, "backends.log"), "w")  # noqa: SIM115 (lives until exit)
     backends = peers.start(peers.write_backends(d), 0, logf)
     rows = []
@@ -96,7 +107,7 @@ def main():
         if not all(peers.wait_port("127.0.0.1:%d" % p) for p in peers.PORTS):
             sys.exit("backends did not start")
         for name in a.only.split(","):
-            prefix = a.callgrind_out or os.path.join(d, "cg-" + name)
+            prefix = a.callgrind_out or os.path.join(cg_dir, name)
             if a.callgrind_out and len(a.only.split(",")) > 1:
                 prefix += "-" + name
             log("callgrind: %s for %d s" % (name, a.seconds))

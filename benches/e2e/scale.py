@@ -321,6 +321,7 @@ def part_apply(a, d, logf, results, port):
     try:
         def apply(text, marker):
             s0 = metric(proxy.admin, "ringress_route_reload_seconds_sum")
+            n0 = metric(proxy.admin, "ringress_route_reload_seconds_count")
             # Writes at a random phase of the watcher's 500 ms poll, so the
             # observed latency samples the wait instead of locking onto it.
             time.sleep(random.uniform(0, 0.5))
@@ -329,6 +330,11 @@ def part_apply(a, d, logf, results, port):
             if not wait_route(proxy.admin, marker):
                 raise RuntimeError("route file with %s was not put in force" % marker)
             seen = time.perf_counter() - t0
+            # The histogram is observed just after the swap that /routes shows.
+            end = time.time() + 5
+            while time.time() < end and metric(
+                    proxy.admin, "ringress_route_reload_seconds_count") == n0:
+                time.sleep(0.01)
             s1 = metric(proxy.admin, "ringress_route_reload_seconds_sum")
             return {"seen": seen, "inproc": None if s0 is None or s1 is None else s1 - s0}
 
