@@ -57,6 +57,41 @@ fn reasons(samples: &[&Sample]) -> HashMap<String, usize> {
     out
 }
 
+/// Two healthy backends and a faulty one, `r` (index 2), behind a
+/// consistent-hash route `products` that ejects after 3 connection failures;
+/// 60 keys to send.
+struct FaultyFleet {
+    healthy: (Backend, Backend),
+    r: FaultyBackend,
+    urls: Vec<String>,
+    proxy: Ringress,
+    keys: Vec<String>,
+}
+
+impl FaultyFleet {
+    fn start(r_delay: Duration) -> Self {
+        let healthy = (Backend::start("a"), Backend::start("b"));
+        let r = FaultyBackend::start("r", r_delay);
+        let urls = vec![healthy.0.url(), healthy.1.url(), r.url()];
+        let routes = format!(
+            "routes:\n{}",
+            keyed_route(
+                "products",
+                &urls,
+                "      passiveHealthCheck: {consecutiveFailures: 3, ejectFor: 30s}\n"
+            )
+        );
+        let proxy = Ringress::start(&routes);
+        Self {
+            healthy,
+            r,
+            urls,
+            proxy,
+            keys: keys(60),
+        }
+    }
+}
+
 #[test]
 fn a_refused_endpoint_is_retried_around_then_ejected_and_readmitted() {
     let (a, b) = (Backend::start("a"), Backend::start("b"));
@@ -189,19 +224,13 @@ fn a_refused_endpoint_is_retried_around_then_ejected_and_readmitted() {
 
 #[test]
 fn a_crash_mid_response_fails_only_the_requests_in_flight_to_it() {
-    let (a, b) = (Backend::start("a"), Backend::start("b"));
-    let mut r = FaultyBackend::start("r", Duration::from_millis(300));
-    let urls = vec![a.url(), b.url(), r.url()];
-    let routes = format!(
-        "routes:\n{}",
-        keyed_route(
-            "products",
-            &urls,
-            "      passiveHealthCheck: {consecutiveFailures: 3, ejectFor: 30s}\n"
-        )
-    );
-    let proxy = Ringress::start(&routes);
-    let keys = keys(60);
+    let FaultyFleet {
+        healthy: _healthy,
+        mut r,
+        urls,
+        proxy,
+        keys,
+    } = FaultyFleet::start(Duration::from_millis(300));
     let r_key = |k: &str| owner_among(&urls, k, &[]) == 2;
     let workers = 6;
     let traffic = Traffic::start(proxy.listen, workers, "/products/", &keys);
@@ -274,19 +303,13 @@ fn a_crash_mid_response_fails_only_the_requests_in_flight_to_it() {
 
 #[test]
 fn an_endpoint_resetting_before_answering_is_ejected() {
-    let (a, b) = (Backend::start("a"), Backend::start("b"));
-    let r = FaultyBackend::start("r", Duration::ZERO);
-    let urls = vec![a.url(), b.url(), r.url()];
-    let routes = format!(
-        "routes:\n{}",
-        keyed_route(
-            "products",
-            &urls,
-            "      passiveHealthCheck: {consecutiveFailures: 3, ejectFor: 30s}\n"
-        )
-    );
-    let proxy = Ringress::start(&routes);
-    let keys = keys(60);
+    let FaultyFleet {
+        healthy: _healthy,
+        r,
+        urls,
+        proxy,
+        keys,
+    } = FaultyFleet::start(Duration::ZERO);
     let r_key = |k: &str| owner_among(&urls, k, &[]) == 2;
     let workers = 4;
     let traffic = Traffic::start(proxy.listen, workers, "/products/", &keys);
