@@ -12,8 +12,8 @@ Each proxy runs under callgrind with one worker while wrk (1 thread, 8 connectio
 keyed GET /products/<id> for --seconds; the figure is the proxy's user-space instructions
 (all processes of it, start-up included, so run long enough for it to vanish: start-up is
 under 1% at 15 s) divided by the requests wrk completed. Kernel work (the TCP stack, about
-half of the CPU time in peers.py) is not counted. Keep --callgrind-out files to read with
-callgrind_annotate.
+three quarters of HAProxy's and NGINX's CPU time in peers.py; see cpu_split.py) is not
+counted. Keep --callgrind-out files to read with callgrind_annotate.
 """
 import argparse
 import glob
