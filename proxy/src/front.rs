@@ -18,13 +18,14 @@ use std::fmt;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU16, AtomicU8, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU8, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::apps::{HttpServerApp, ReusedHttpStream, ServerApp};
+use bytes::Bytes;
+use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::{
@@ -36,6 +37,7 @@ use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use crate::fast_path::{self, FastPath, Outcome};
 use crate::metrics::Reject;
 use crate::proxy::Proxy;
 use crate::state::Ingress;
@@ -82,9 +84,29 @@ struct Watch {
     ended: AtomicU8,
     /// Status of a response pingora wrote before the header was parsed.
     written: AtomicU16,
+    /// Set while `replay` holds bytes the fast path read and handed to pingora.
+    replaying: AtomicBool,
+    replay: Mutex<Bytes>,
 }
 
 impl Watch {
+    /// Bytes the next reads return before the socket's.
+    fn set_replay(&self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            *self.replay.lock().unwrap_or_else(|e| e.into_inner()) = bytes;
+            self.replaying.store(true, Relaxed);
+        }
+    }
+
+    fn read_replay(&self, buf: &mut ReadBuf<'_>) {
+        let mut replay = self.replay.lock().unwrap_or_else(|e| e.into_inner());
+        let n = replay.len().min(buf.remaining());
+        buf.put_slice(&replay.split_to(n));
+        if replay.is_empty() {
+            self.replaying.store(false, Relaxed);
+        }
+    }
+
     fn end(&self, reason: Reject) {
         self.ended.store(reason as u8 + 1, Relaxed);
     }
@@ -118,6 +140,7 @@ pub fn header_parsed() {
 /// A pingora `ServerApp` serving HTTP/1 through the ringress proxy.
 pub struct Front {
     proxy: Arc<HttpProxy<Proxy>>,
+    fast: FastPath,
     ingress: Arc<Ingress>,
     limits: HeaderLimits,
 }
@@ -126,44 +149,70 @@ impl Front {
     pub fn new(proxy: HttpProxy<Proxy>, ingress: Arc<Ingress>, limits: HeaderLimits) -> Self {
         Self {
             proxy: Arc::new(proxy),
+            fast: FastPath::new(Arc::clone(&ingress)),
             ingress,
             limits,
         }
     }
 
-    async fn serve(&self, stream: Stream, watch: Arc<Watch>, shutdown: &ShutdownWatch) {
+    async fn serve(&self, mut stream: Stream, watch: Arc<Watch>, shutdown: &ShutdownWatch) {
+        let client = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        let mut conn = fast_path::Connection::new(client);
+        let mut timer = Box::pin(tokio::time::sleep(Duration::ZERO));
+        while let Some(reused) = self
+            .one_request(stream, &mut conn, &watch, timer.as_mut(), shutdown)
+            .await
+        {
+            stream = reused;
+        }
+    }
+
+    /// One request: the fast path's if it takes it, else pingora's pipeline
+    /// (`process_new_http`) reading the same bytes again.
+    async fn next_request(
+        &self,
+        mut stream: Stream,
+        conn: &mut fast_path::Connection,
+        watch: &Watch,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let shutting_down = *shutdown.borrow();
+        let parsed = || watch.phase.store(PARSED, Relaxed);
+        match self
+            .fast
+            .serve(&mut stream, conn, parsed, shutting_down)
+            .await?
+        {
+            Outcome::KeepAlive => return Some(stream),
+            Outcome::Close => return None,
+            Outcome::Fallback => watch.set_replay(conn.head.split().freeze()),
+        }
         let mut session = ServerSession::new_http1(stream);
         // As pingora does: no keep-alive once shutting down. The per-read idle
         // timeout pingora applies is only a backstop for `one_request`'s timer.
-        if *shutdown.borrow() {
+        if shutting_down {
             session.set_keepalive(None);
         } else {
             session.set_keepalive(Some(self.limits.idle.as_secs().max(1)));
         }
-        let mut timer = Box::pin(tokio::time::sleep(Duration::ZERO));
-        while let Some(reused) = self
-            .one_request(session, &watch, timer.as_mut(), shutdown)
-            .await
-        {
-            let (stream, settings) = reused.consume();
-            session = ServerSession::new_http1(stream);
-            if let Some(settings) = settings {
-                settings.apply_to_session(&mut session);
-            }
-        }
+        let reused = self.proxy.process_new_http(session, shutdown).await?;
+        Some(reused.consume().0)
     }
 
     async fn one_request(
         &self,
-        session: ServerSession,
+        stream: Stream,
+        conn: &mut fast_path::Connection,
         watch: &Watch,
         mut timer: Pin<&mut Sleep>,
         shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
+    ) -> Option<Stream> {
         watch.phase.store(IDLE, Relaxed);
         watch.reply.store(NO_REPLY, Relaxed);
         watch.written.store(0, Relaxed);
-        let mut request = self.proxy.process_new_http(session, shutdown);
+        let mut request = std::pin::pin!(self.next_request(stream, conn, watch, shutdown));
         // The timer is re-armed lazily: a keep-alive request only moves the
         // deadline, and a timer that fires early (armed for an earlier
         // request) is pushed to it. That keeps the timer wheel off the
@@ -319,6 +368,11 @@ impl AsyncRead for Guarded {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        // Already counted against the header limits when the fast path read them.
+        if this.watch.replaying.load(Relaxed) {
+            this.watch.read_replay(buf);
+            return Poll::Ready(Ok(()));
+        }
         let phase = this.watch.phase.load(Relaxed);
         if phase == PARSED {
             return Pin::new(&mut this.inner).poll_read(cx, buf);

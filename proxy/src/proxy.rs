@@ -12,7 +12,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, ProxyWarnLogContext, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use ringress_ring::{hash_key, pick_admitted, Algorithm, InFlightGuard, PickContext};
-use ringress_routes::RequestParts;
+use ringress_routes::{Match, RequestParts};
 
 use crate::access_log;
 use crate::lifo::{Permit, Rejection};
@@ -129,6 +129,18 @@ thread_local! {
     static KEY: RefCell<String> = RefCell::new(String::with_capacity(64));
 }
 
+/// The hash of the request's key on a consistent-hash route (0 on others).
+pub(crate) fn key_hash_of<R: RequestParts>(rr: &RouteRuntime, m: &Match<'_, '_>, view: &R) -> u64 {
+    match &rr.pool {
+        Some(pool) if pool.balancer.algorithm() == Algorithm::ConsistentHash => KEY.with(|key| {
+            let mut key = key.borrow_mut();
+            rr.route.hash_key(m, view, &mut key);
+            hash_key(key.as_bytes())
+        }),
+        _ => 0,
+    }
+}
+
 enum Decision {
     Proxy { route: usize, key_hash: u64 },
     Answer(u16, &'static str),
@@ -174,7 +186,7 @@ pub async fn answer(
 
 /// Counts a connection failure of endpoint `i` for the passive health check;
 /// an ejection is counted and logged once.
-fn record_connection_failure(rr: &RouteRuntime, i: usize) {
+pub(crate) fn record_connection_failure(rr: &RouteRuntime, i: usize) {
     let (Some(policy), Some(pool)) = (&rr.health, &rr.pool) else {
         return;
     };
@@ -276,17 +288,8 @@ impl ProxyHttp for Proxy {
                         Some(pool) if pool.balancer.endpoints().is_empty() => {
                             Decision::Answer(503, "no endpoints\n")
                         }
-                        Some(pool) => {
-                            let key_hash = if pool.balancer.algorithm() == Algorithm::ConsistentHash
-                            {
-                                KEY.with(|key| {
-                                    let mut key = key.borrow_mut();
-                                    rr.route.hash_key(&m, &view, &mut key);
-                                    hash_key(key.as_bytes())
-                                })
-                            } else {
-                                0
-                            };
+                        Some(_) => {
+                            let key_hash = key_hash_of(rr, &m, &view);
                             Decision::Proxy {
                                 route: index,
                                 key_hash,

@@ -144,7 +144,7 @@ impl IpText {
     }
 }
 
-trait Sink {
+pub(crate) trait Sink {
     fn put(&mut self, bytes: &[u8]);
 }
 
@@ -163,7 +163,7 @@ impl Sink for IpText {
 }
 
 /// Dotted quads by hand: `fmt` costs more than the rest of the header work.
-fn write_ip(out: &mut impl Sink, ip: IpAddr) {
+pub(crate) fn write_ip(out: &mut impl Sink, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
             for (i, octet) in v4.octets().into_iter().enumerate() {
@@ -230,6 +230,16 @@ pub struct AboveRoot;
 /// match one route while a backend that normalises reads it as another's.
 /// `Ok(None)` when the path is already normal (the common case, no allocation).
 pub fn normalize_path(path: &str) -> Result<Option<String>, AboveRoot> {
+    // The common case in one pass: no segment starts with `/`, `.` or `%`,
+    // so none is empty or a dot segment.
+    let b = path.as_bytes();
+    if b.first() == Some(&b'/')
+        && !b
+            .windows(2)
+            .any(|w| w[0] == b'/' && matches!(w[1], b'/' | b'.' | b'%'))
+    {
+        return Ok(None);
+    }
     let Some(rest) = path.strip_prefix('/') else {
         return Ok(None); // `*` or an authority: nothing to resolve
     };

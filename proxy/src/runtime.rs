@@ -41,6 +41,8 @@ pub fn ms_since_start(at: Instant) -> u64 {
 pub struct Pool {
     pub balancer: Arc<dyn Balancer>,
     pub upstreams: Vec<Upstream>,
+    /// Some endpoint speaks TLS (the fast path then leaves the route to pingora).
+    pub any_tls: bool,
     /// The endpoint list it was built from, to recognise it on the next build.
     addrs: Vec<String>,
     factor_bits: u64,
@@ -216,12 +218,13 @@ impl Pool {
         metrics: &Metrics,
     ) -> Self {
         let endpoints = addrs.iter().map(|a| registry.endpoint(a)).collect();
-        let upstreams = addrs
+        let upstreams: Vec<Upstream> = addrs
             .iter()
             .map(|a| Upstream::resolve(a, metrics))
             .collect();
         Self {
             balancer: build(algorithm, endpoints, factor),
+            any_tls: upstreams.iter().any(|u| u.tls),
             upstreams,
             addrs: addrs.to_vec(),
             factor_bits: factor.to_bits(),

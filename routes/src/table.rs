@@ -24,6 +24,8 @@ pub struct RouteTable {
 #[derive(Clone, Copy)]
 pub struct Match<'t, 'r> {
     pub route: &'t Arc<Route>,
+    /// Position of `route` in [`RouteTable::routes`].
+    pub index: usize,
     params: [&'r str; MAX_PARAMS],
     len: usize,
 }
@@ -110,6 +112,7 @@ impl RouteTable {
         let found = self.matcher.find(&self.routes, req)?;
         Some(Match {
             route: &self.routes[found.route],
+            index: found.route,
             params: found.params,
             len: found.len,
         })

@@ -1,0 +1,317 @@
+//! The fast path (GET/HEAD without a body, served without pingora's proxy
+//! pipeline) against scripted backends that answer with each kind of HTTP/1.1
+//! framing: chunked with trailers, close-delimited, interim 1xx, HEAD, an idle
+//! connection closed by the backend, ambiguous framing. Real binary, real
+//! sockets; the backend writes exactly the bytes each test scripts.
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use support::{eventually, Raw, Ringress};
+
+/// What the backend writes for the n-th request on a connection (n from 0),
+/// and whether it closes the connection afterwards.
+type Script = dyn Fn(&str, usize) -> (Vec<u8>, bool) + Send + Sync;
+
+/// A backend that answers each request with the bytes its script returns.
+struct Scripted {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl Scripted {
+    fn start(script: impl Fn(&str, usize) -> (Vec<u8>, bool) + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let script: Arc<Script> = Arc::new(script);
+        let (c, h) = (Arc::clone(&connections), Arc::clone(&heads));
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                c.fetch_add(1, Ordering::SeqCst);
+                let (script, heads) = (Arc::clone(&script), Arc::clone(&h));
+                thread::spawn(move || serve(conn, &*script, &heads));
+            }
+        });
+        Self {
+            addr,
+            connections,
+            heads,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    fn last_head(&self) -> String {
+        self.heads
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+fn serve(mut conn: TcpStream, script: &Script, heads: &Mutex<Vec<String>>) {
+    let mut buf = Vec::new();
+    for n in 0.. {
+        let end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match conn.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(k) => buf.extend_from_slice(&chunk[..k]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        buf.drain(..end);
+        // Bodies are read and dropped.
+        let length = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        while buf.len() < length {
+            let mut chunk = [0u8; 4096];
+            match conn.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(k) => buf.extend_from_slice(&chunk[..k]),
+            }
+        }
+        buf.drain(..length);
+        heads.lock().unwrap().push(head.clone());
+        let (bytes, close) = script(&head, n);
+        if conn.write_all(&bytes).is_err() || close {
+            return;
+        }
+    }
+}
+
+fn proxy_for(backend: &Scripted) -> Ringress {
+    Ringress::start(&format!(
+        "routes:\n  - name: products\n    match: {{path: \"/products/{{id}}\"}}\n    filters:\n      - consistentHashKey: \"${{id}}\"\n    backend:\n      endpoints: [{}]\n",
+        backend.url()
+    ))
+}
+
+fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: shop.example\r\n\r\n").into_bytes()
+}
+
+/// Reads from `raw`'s socket until `end` has been seen; returns everything read.
+fn read_until(stream: &mut TcpStream, end: &[u8]) -> Vec<u8> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !got.windows(end.len()).any(|w| w == end) {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => got.extend_from_slice(&chunk[..k]),
+        }
+    }
+    got
+}
+
+#[test]
+fn chunked_responses_pass_through_whole_on_a_kept_alive_connection() {
+    let body = "5\r\nhello\r\n6;note=x\r\n world\r\n0\r\nX-Checksum: 42\r\n\r\n";
+    let backend = Scripted::start(move |_, _| {
+        let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nKeep-Alive: timeout=5\r\n\r\n";
+        // Head and body in separate writes, the body split mid-chunk.
+        ([head, &body[..9], &body[9..]].concat().into_bytes(), false)
+    });
+    let proxy = proxy_for(&backend);
+    let mut client = TcpStream::connect(proxy.listen).unwrap();
+    for id in ["1", "2", "3"] {
+        client.write_all(&get(&format!("/products/{id}"))).unwrap();
+        let got = String::from_utf8(read_until(&mut client, b"X-Checksum: 42\r\n\r\n")).unwrap();
+        let (head, rest) = got.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.contains("Transfer-Encoding: chunked"), "{head}");
+        assert!(head.contains("Connection: keep-alive"), "{head}");
+        assert!(
+            !head.to_ascii_lowercase().contains("keep-alive: timeout"),
+            "hop-by-hop forwarded: {head}"
+        );
+        assert_eq!(
+            rest, body,
+            "the chunked body byte for byte, trailers included"
+        );
+    }
+    // Three requests, one upstream connection: the idle connection was reused.
+    assert_eq!(backend.connections(), 1);
+    let seen = backend.last_head();
+    assert!(seen.starts_with("GET /products/3 HTTP/1.1\r\n"), "{seen}");
+    assert!(seen.contains("X-Forwarded-For: 127.0.0.1\r\n"), "{seen}");
+    assert!(seen.contains("X-Forwarded-Proto: http\r\n"), "{seen}");
+    assert!(
+        seen.contains("X-Forwarded-Host: shop.example\r\n"),
+        "{seen}"
+    );
+    // Counted once the response is out, so possibly just after the client has it.
+    let labels = [
+        r#"route="products""#,
+        r#"method="GET""#,
+        r#"status_class="2xx""#,
+    ];
+    eventually(Duration::from_secs(5), "3 requests counted", || {
+        (proxy.metric_sum("ringress_requests_total", &labels) == 3.0).then_some(())
+    });
+}
+
+#[test]
+fn a_close_delimited_response_is_forwarded_and_the_client_connection_closes() {
+    let backend = Scripted::start(|_, _| {
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end".to_vec(),
+            true,
+        )
+    });
+    let proxy = proxy_for(&backend);
+    let mut raw = Raw::connect(proxy.listen);
+    raw.send(&get("/products/7"));
+    let resp = raw.response().expect("a response");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert_eq!(resp.body_text(), "until the end");
+}
+
+#[test]
+fn an_idle_connection_the_backend_closed_is_replaced_without_an_error() {
+    // Says nothing about closing, then closes the connection after each response.
+    let backend = Scripted::start(|_, _| {
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+            true,
+        )
+    });
+    let proxy = proxy_for(&backend);
+    let mut raw = Raw::connect(proxy.listen);
+    for id in 0..5 {
+        raw.send(&get(&format!("/products/{id}")));
+        let resp = raw.response().expect("a response");
+        assert_eq!(resp.status, 200, "request {id}");
+        assert_eq!(resp.body_text(), "ok");
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(backend.connections(), 5);
+    let labels = r#"route="products""#;
+    assert_eq!(
+        proxy.metric("ringress_upstream_connect_failures_total", labels),
+        0.0
+    );
+    assert_eq!(proxy.metric("ringress_retries_total", labels), 0.0);
+}
+
+#[test]
+fn interim_responses_are_skipped_and_head_responses_have_no_body() {
+    let backend = Scripted::start(|head, _| {
+        let is_head = head.starts_with("HEAD ");
+        let mut out = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n".to_vec();
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
+        if !is_head {
+            out.extend_from_slice(b"hello");
+        }
+        (out, false)
+    });
+    let proxy = proxy_for(&backend);
+    let mut raw = Raw::connect(proxy.listen);
+    raw.send(b"HEAD /products/1 HTTP/1.1\r\nHost: a\r\n\r\n");
+    let mut client = raw.stream_clone();
+    let head = String::from_utf8(read_until(&mut client, b"\r\n\r\n")).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("Content-Length: 5"), "{head}");
+    // Same connection: a GET right after the bodiless HEAD response.
+    client.write_all(&get("/products/1")).unwrap();
+    let got = String::from_utf8(read_until(&mut client, b"hello")).unwrap();
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    assert!(got.ends_with("\r\n\r\nhello"), "{got}");
+    assert!(!got.contains("103"), "{got}");
+}
+
+#[test]
+fn ambiguous_response_framing_is_a_502() {
+    let backend = Scripted::start(|_, _| {
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n".to_vec(), false)
+    });
+    let proxy = proxy_for(&backend);
+    let (resp, closed) = support::exchange(proxy.listen, &get("/products/1"));
+    let resp = resp.expect("a response");
+    assert_eq!(resp.status, 502);
+    assert_eq!(resp.body_text(), "upstream error\n");
+    assert!(closed);
+    let labels = [
+        r#"route="products""#,
+        r#"method="GET""#,
+        r#"status_class="5xx""#,
+    ];
+    eventually(Duration::from_secs(5), "the 502 counted", || {
+        (proxy.metric_sum("ringress_requests_total", &labels) == 1.0).then_some(())
+    });
+}
+
+#[test]
+fn requests_the_fast_path_leaves_alone_share_the_connection_with_it() {
+    let backend = Scripted::start(|head, _| {
+        let body = head.lines().next().unwrap_or("").to_string();
+        (
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes(),
+            false,
+        )
+    });
+    let proxy = proxy_for(&backend);
+    let mut raw = Raw::connect(proxy.listen);
+    // Fast path, then a body (pingora's pipeline), then a path to normalise,
+    // then the fast path again, all on one client connection.
+    raw.send(&get("/products/1"));
+    assert_eq!(
+        raw.response().unwrap().body_text(),
+        "GET /products/1 HTTP/1.1"
+    );
+    raw.send(b"POST /products/2 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc");
+    assert_eq!(
+        raw.response().unwrap().body_text(),
+        "POST /products/2 HTTP/1.1"
+    );
+    raw.send(b"GET /x/../products/3 HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(
+        raw.response().unwrap().body_text(),
+        "GET /products/3 HTTP/1.1"
+    );
+    raw.send(&get("/products/4"));
+    assert_eq!(
+        raw.response().unwrap().body_text(),
+        "GET /products/4 HTTP/1.1"
+    );
+    // Pipelined requests go to pingora, which answers the first and closes
+    // (it does not take pipelined requests): nothing is answered twice or lost silently.
+    raw.send(&[get("/products/5"), get("/products/6")].concat());
+    assert_eq!(
+        raw.response().unwrap().body_text(),
+        "GET /products/5 HTTP/1.1"
+    );
+    assert!(raw.closed_within(Duration::from_secs(5)));
+}
