@@ -147,6 +147,21 @@ impl Fleet {
 
     /// Each key's ring owner for `live`, checked three ways: the ring crate,
     /// the running proxy's admin `/ring`, and the `ringress ring` CLI.
+    /// The first `n` keys `hold-<i>` that endpoint `owner` owns among `live`.
+    fn keys_owned_by(&self, owner: usize, live: &[usize], n: usize) -> Vec<String> {
+        let urls = pick(&self.urls, live);
+        let registry = Registry::new();
+        let ring = HashRing::new(urls.iter().map(|u| registry.endpoint(u)).collect());
+        (0..)
+            .map(|i| format!("hold-{i}"))
+            .filter(|k| {
+                let i = ring.owner(hash_key(k.as_bytes())).unwrap();
+                ring.endpoints()[i].addr() == self.urls[owner]
+            })
+            .take(n)
+            .collect()
+    }
+
     fn owners(&self, keys: &[String], live: &[usize]) -> BTreeMap<String, String> {
         let urls = pick(&self.urls, live);
         let registry = Registry::new();
@@ -250,15 +265,12 @@ fn scale_under_load(fleet: &mut Fleet, test: &str) -> String {
                 wait_for_endpoints(&fleet.proxy, &pick(&fleet.urls, &live));
             }
             Event::Remove(r) => {
+                // Held keys come from their own key space: among the 40
+                // traffic keys a leaving endpoint may own fewer than HOLDS.
+                let hold_keys = fleet.keys_owned_by(r, &live, HOLDS);
                 live.retain(|&i| i != r);
                 let leaving = &fleet.backends[r];
                 leaving.hold();
-                let hold_keys: Vec<String> = keys
-                    .iter()
-                    .filter(|k| before[*k] == fleet.urls[r])
-                    .take(HOLDS)
-                    .cloned()
-                    .collect();
                 assert_eq!(hold_keys.len(), HOLDS, "keys owned by {}", fleet.urls[r]);
                 let holders: Vec<_> = hold_keys
                     .into_iter()
