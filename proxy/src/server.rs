@@ -22,7 +22,7 @@ use crate::shutdown::DrainOnSignal;
 use crate::state::Ingress;
 
 /// Bytes of response buffered before a write to the client (see `run`).
-const DOWNSTREAM_WRITE_BUFFER: usize = 16 * 1024;
+pub(crate) const DOWNSTREAM_WRITE_BUFFER: usize = 16 * 1024;
 
 pub struct Settings {
     pub routes: PathBuf,

@@ -315,3 +315,107 @@ fn requests_the_fast_path_leaves_alone_share_the_connection_with_it() {
     );
     assert!(raw.closed_within(Duration::from_secs(5)));
 }
+
+/// A backend that reads one request head per connection and then runs
+/// `respond` on the connection: for answers written in several steps.
+fn stepwise(respond: impl Fn(&mut TcpStream) + Send + Sync + 'static) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let respond = Arc::new(respond);
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let respond = Arc::clone(&respond);
+            thread::spawn(move || {
+                let head = read_until(&mut conn, b"\r\n\r\n");
+                if !head.is_empty() {
+                    respond(&mut conn);
+                }
+            });
+        }
+    });
+    url
+}
+
+fn proxy_to(url: &str) -> Ringress {
+    Ringress::start(&format!(
+        "routes:\n  - name: products\n    match: {{path: \"/products/{{id}}\"}}\n    filters:\n      - consistentHashKey: \"${{id}}\"\n    backend:\n      endpoints: [{url}]\n"
+    ))
+}
+
+#[test]
+fn a_small_response_reaches_the_client_whole_when_its_endpoint_pauses_after_the_head() {
+    let url = stepwise(|conn| {
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n");
+        thread::sleep(Duration::from_millis(200));
+        let _ = conn.write_all(b"hello world");
+    });
+    let proxy = proxy_to(&url);
+    let mut client = TcpStream::connect(proxy.listen).unwrap();
+    client.write_all(&get("/products/1")).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // One read: the proxy held the head until the body came, and wrote both at once.
+    let mut chunk = [0u8; 4096];
+    let k = client.read(&mut chunk).unwrap();
+    let got = String::from_utf8_lossy(&chunk[..k]);
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    assert!(
+        got.ends_with("\r\n\r\nhello world"),
+        "head and body in one read: {got}"
+    );
+}
+
+#[test]
+fn an_endpoint_closing_before_a_small_body_is_whole_gets_the_client_a_502_not_a_cut() {
+    let url = stepwise(|conn| {
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello");
+    });
+    let proxy = proxy_to(&url);
+    let (resp, closed) = support::exchange(proxy.listen, &get("/products/1"));
+    let resp = resp.expect("a response");
+    assert_eq!(resp.status, 502);
+    assert_eq!(resp.body_text(), "upstream error\n");
+    assert!(closed);
+    let labels = [
+        r#"route="products""#,
+        r#"method="GET""#,
+        r#"status_class="5xx""#,
+    ];
+    eventually(Duration::from_secs(5), "the 502 counted", || {
+        (proxy.metric_sum("ringress_requests_total", &labels) == 1.0).then_some(())
+    });
+}
+
+#[test]
+fn a_large_response_streams_to_the_client_before_its_endpoint_finishes_it() {
+    const HALF: usize = 24 * 1024;
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let wait = Mutex::new(wait);
+    let url = stepwise(move |conn| {
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 2 * HALF);
+        let _ = conn.write_all(head.as_bytes());
+        let _ = conn.write_all(&[b'a'; HALF]);
+        // The rest only once the client has the first half.
+        let _ = wait.lock().unwrap().recv();
+        let _ = conn.write_all(&[b'b'; HALF]);
+    });
+    let proxy = proxy_to(&url);
+    let mut client = TcpStream::connect(proxy.listen).unwrap();
+    client.write_all(&get("/products/1")).unwrap();
+    let first = read_until(&mut client, &[b'a'; 64]);
+    assert!(first.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    go.send(()).unwrap();
+    let body_at = first.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let mut body = first[body_at..].to_vec();
+    let mut chunk = [0u8; 16 * 1024];
+    while body.len() < 2 * HALF {
+        match client.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => body.extend_from_slice(&chunk[..k]),
+        }
+    }
+    assert_eq!(body.len(), 2 * HALF);
+    assert!(body[..HALF].iter().all(|&b| b == b'a') && body[HALF..].iter().all(|&b| b == b'b'));
+}

@@ -12,8 +12,10 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 /// Body length of every response; the first half is written at once, the rest
-/// after the backend's body delay.
-pub const BODY_LEN: usize = 64;
+/// after the backend's body delay. Larger than the proxy's client write buffer,
+/// so the first half reaches the client before the rest exists (a response
+/// that fits is held until whole, and a crash gets it a 502 instead of a cut).
+pub const BODY_LEN: usize = 32 * 1024;
 
 #[derive(Default)]
 pub struct Counts {
@@ -189,7 +191,7 @@ impl Conn {
                 "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {BODY_LEN}\r\nx-backend: {}\r\n\r\n",
                 self.name
             );
-            let body = [b'x'; BODY_LEN];
+            let body = vec![b'x'; BODY_LEN];
             if stream.write_all(head.as_bytes()).await.is_err()
                 || stream.write_all(&body[..BODY_LEN / 2]).await.is_err()
             {
