@@ -15,9 +15,10 @@ const MAX_IDLE_PER_ENDPOINT: usize = 64;
 /// close idle keep-alive connections on their own schedule (NGINX after 75 s,
 /// many application servers after 5–60 s), and a closed one costs a retry.
 pub const IDLE_FOR: Duration = Duration::from_secs(30);
-/// How often the whole pool is swept for expired connections, so endpoints
-/// that left (pods gone) do not keep sockets open.
-const SWEEP_EVERY: Duration = Duration::from_secs(10);
+/// How often a worker's idle connections are checked while it holds any, so
+/// connections the endpoint closed or that outlived `IDLE_FOR` (pods gone) do
+/// not keep sockets open when traffic stops.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 struct Idle {
     stream: TcpStream,
@@ -44,7 +45,8 @@ impl Hasher for AddrHasher {
 #[derive(Default)]
 struct Pool {
     idle: HashMap<SocketAddr, Vec<Idle>, BuildHasherDefault<AddrHasher>>,
-    last_sweep: Option<Instant>,
+    /// A sweeper task runs on this worker.
+    sweeping: bool,
 }
 
 thread_local! {
@@ -69,21 +71,46 @@ pub fn take(addr: SocketAddr, now: Instant) -> Option<TcpStream> {
 pub fn give_back(addr: SocketAddr, stream: TcpStream, now: Instant) {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
-        if pool
-            .last_sweep
-            .is_none_or(|t| now.saturating_duration_since(t) >= SWEEP_EVERY)
-        {
-            pool.last_sweep = Some(now);
-            pool.idle.retain(|_, list| {
-                list.retain(|idle| now.saturating_duration_since(idle.since) < IDLE_FOR);
-                !list.is_empty()
-            });
-        }
         let list = pool.idle.entry(addr).or_default();
         if list.len() < MAX_IDLE_PER_ENDPOINT {
             list.push(Idle { stream, since: now });
         }
+        if !pool.sweeping {
+            pool.sweeping = true;
+            // Workers run current-thread runtimes: the task stays on this thread and its pool.
+            tokio::spawn(sweep_while_holding());
+        }
     })
+}
+
+/// Every `SWEEP_EVERY`, closes idle connections that expired or that their
+/// endpoint closed; ends once the pool is empty (`give_back` starts it again).
+async fn sweep_while_holding() {
+    loop {
+        tokio::time::sleep(SWEEP_EVERY).await;
+        let now = Instant::now();
+        let done = POOL.with(|pool| {
+            let mut pool = pool.borrow_mut();
+            pool.idle.retain(|_, list| {
+                list.retain(|idle| {
+                    now.saturating_duration_since(idle.since) < IDLE_FOR && reusable(&idle.stream)
+                });
+                !list.is_empty()
+            });
+            pool.sweeping = !pool.idle.is_empty();
+            !pool.sweeping
+        });
+        if done {
+            return;
+        }
+    }
+}
+
+/// An idle connection has nothing to read: end of stream (the endpoint
+/// closed it) or stray bytes mean it cannot carry another request.
+fn reusable(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
 /// Idle connections held by this thread (for tests and diagnostics).

@@ -419,3 +419,29 @@ fn a_large_response_streams_to_the_client_before_its_endpoint_finishes_it() {
     assert_eq!(body.len(), 2 * HALF);
     assert!(body[..HALF].iter().all(|&b| b == b'a') && body[HALF..].iter().all(|&b| b == b'b'));
 }
+
+#[test]
+fn an_idle_upstream_connection_the_endpoint_closes_is_closed_without_further_traffic() {
+    let proxy_closed = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&proxy_closed);
+    let url = stepwise(move |conn| {
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        // Keep-alive, then the endpoint gives up on the idle connection (a
+        // keep-alive timeout) with a half close, and waits for the proxy's FIN.
+        thread::sleep(Duration::from_millis(100));
+        let _ = conn.shutdown(std::net::Shutdown::Write);
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        if matches!(conn.read(&mut byte), Ok(0)) {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let proxy = proxy_to(&url);
+    let (resp, _) = support::exchange(proxy.listen, &get("/products/1"));
+    assert_eq!(resp.expect("a response").status, 200);
+    // No more requests: the pool's sweep, not a later take, closes the socket.
+    eventually(Duration::from_secs(15), "the proxy closing its end", || {
+        (proxy_closed.load(Ordering::SeqCst) == 1).then_some(())
+    });
+}
