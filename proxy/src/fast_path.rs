@@ -531,8 +531,10 @@ impl Exchange<'_> {
         // sends head and body in separate segments would otherwise cost the
         // client a second segment and wake-up (a third of responses here).
         if let BodyFraming::Length(n) = framing {
-            let n = n as usize;
-            if out.len() + n <= DOWNSTREAM_WRITE_BUFFER {
+            // Compared as u64: the length is the endpoint's, up to u64::MAX.
+            let room = DOWNSTREAM_WRITE_BUFFER.saturating_sub(out.len()) as u64;
+            if n <= room {
+                let n = n as usize;
                 while upstream.len() < n {
                     upstream.reserve(n - upstream.len());
                     match tokio::time::timeout(timeout, conn.read_buf(upstream)).await {
