@@ -35,8 +35,11 @@ use crate::upstream_pool;
 
 /// Request headers the fast path reads; a request with more goes to pingora.
 const MAX_REQUEST_HEADERS: usize = 32;
-/// Response headers the fast path forwards; a response with more is a 502.
-const MAX_RESPONSE_HEADERS: usize = 96;
+/// Response headers the fast path forwards (pingora's limit); a response with more is a 502.
+const MAX_RESPONSE_HEADERS: usize = 256;
+/// Interim (1xx) responses skipped before a final one; an endpoint that
+/// keeps sending them is broken, not slow.
+const MAX_INTERIM_RESPONSES: usize = 16;
 /// Largest response head accepted from an endpoint.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Read size for response bodies.
@@ -354,8 +357,15 @@ fn write_upstream_head(out: &mut Vec<u8>, req: &Request<'_>, rr: &RouteRuntime) 
         }
         header_line(out, name.as_bytes(), h.value);
     }
-    header_line(out, b"X-Forwarded-Host", req.host.as_bytes());
-    if let Some(ip) = req.client {
+    // A route's own value for an X-Forwarded-* header replaces ours, as
+    // pingora's `insert_header` does on the other path.
+    let routed = |name: &str| route_headers.iter().any(|(n, _)| n == name);
+    if !routed("x-forwarded-host") {
+        header_line(out, b"X-Forwarded-Host", req.host.as_bytes());
+    }
+    if routed("x-forwarded-for") {
+        // The route's value, written below.
+    } else if let Some(ip) = req.client {
         out.extend_from_slice(b"X-Forwarded-For: ");
         if let Some(prior) = prior_for.map(<[u8]>::trim_ascii).filter(|p| !p.is_empty()) {
             out.extend_from_slice(prior);
@@ -366,7 +376,9 @@ fn write_upstream_head(out: &mut Vec<u8>, req: &Request<'_>, rr: &RouteRuntime) 
     } else if let Some(prior) = prior_for {
         header_line(out, b"X-Forwarded-For", prior);
     }
-    header_line(out, b"X-Forwarded-Proto", b"http");
+    if !routed("x-forwarded-proto") {
+        header_line(out, b"X-Forwarded-Proto", b"http");
+    }
     for (name, value) in route_headers {
         header_line(out, name.as_bytes(), value.as_bytes());
     }
@@ -410,7 +422,7 @@ impl Exchange<'_> {
         let pool = rr.pool.as_ref().expect("fast path routes have a pool");
         let timeouts = &rr.route.backend.timeouts;
         let mut tried: Vec<usize> = Vec::new();
-        let (conn, addr, head_len) = loop {
+        let (answered, addr) = loop {
             let pick_ctx = PickContext {
                 key_hash,
                 random: random_u64(),
@@ -444,7 +456,7 @@ impl Exchange<'_> {
             self.endpoint = Some(i);
             self.upstream_start = Some(now);
             match attempt(addr, out, upstream, timeouts, now).await {
-                Attempt::Ready(conn, head_len) => break (conn, addr, head_len),
+                Attempt::Ready(answered) => break (answered, addr),
                 // Connection refused or timed out: the next candidate, like pingora's retry.
                 Attempt::ConnectFailed => {
                     rr.metrics.upstream_failures.inc();
@@ -463,51 +475,64 @@ impl Exchange<'_> {
                 Attempt::Timeout => {
                     return self.answer(client, out, 504, "upstream timeout\n").await;
                 }
-                Attempt::Broken => {
+                Attempt::Broken { fresh } => {
                     // A new connection that broke before a response head: the
                     // endpoint accepts but cannot serve.
-                    record_connection_failure(rr, i);
+                    if fresh {
+                        record_connection_failure(rr, i);
+                    }
                     return self.answer(client, out, 502, "upstream error\n").await;
                 }
             }
         };
-        if let Some(guard) = &self.guard {
-            guard.endpoint().health().record_success();
-        }
-        self.forward_response(client, out, upstream, conn, addr, head_len, shutting_down)
+        self.forward_response(client, out, upstream, answered, addr, shutting_down)
             .await
     }
 
     /// Writes the response head and passes the body through. Returns whether
     /// the client connection stays open.
-    #[allow(clippy::too_many_arguments)]
     async fn forward_response(
         &mut self,
         client: &mut Stream,
         out: &mut Vec<u8>,
         upstream: &mut BytesMut,
-        mut conn: TcpStream,
+        answered: Answered,
         addr: SocketAddr,
-        head_len: usize,
         shutting_down: bool,
     ) -> bool {
+        let Answered {
+            mut conn,
+            head_len,
+            fresh,
+        } = answered;
         let timeout = self.rr.route.backend.timeouts.response;
         let mut headers = [const { MaybeUninit::uninit() }; MAX_RESPONSE_HEADERS];
         let mut resp = httparse::Response::new(&mut []);
         let head = &upstream[..head_len];
-        let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
-            &mut resp,
-            head,
-            &mut headers,
-        );
-        if !matches!(parsed, Ok(httparse::Status::Complete(_))) {
-            return self.answer(client, out, 502, "upstream error\n").await;
-        }
+        // pingora's response parser settings, so both paths take the same heads.
+        let parsed = httparse::ParserConfig::default()
+            .allow_spaces_after_header_name_in_responses(true)
+            .allow_obsolete_multiline_headers_in_responses(true)
+            .parse_response_with_uninit_headers(&mut resp, head, &mut headers);
         let status = resp.code.unwrap_or(0);
         let head_request = self.req.method == "HEAD";
-        let Ok(framing) = response_framing(status, head_request, resp.headers) else {
+        let framing = match parsed {
+            Ok(httparse::Status::Complete(_)) => {
+                response_framing(status, head_request, resp.headers).ok()
+            }
+            _ => None,
+        };
+        let Some(framing) = framing else {
+            // A head that cannot be proxied counts against the endpoint like a
+            // broken connection, and a success only comes with a usable head.
+            if let (true, Some(i)) = (fresh, self.endpoint) {
+                record_connection_failure(self.rr, i);
+            }
             return self.answer(client, out, 502, "upstream error\n").await;
         };
+        if let Some(guard) = &self.guard {
+            guard.endpoint().health().record_success();
+        }
         let upstream_close = resp.version != Some(1)
             || resp.headers.iter().any(|h| {
                 h.name.eq_ignore_ascii_case("connection")
@@ -654,11 +679,22 @@ impl Exchange<'_> {
 
 /// How one try at an endpoint ended.
 enum Attempt {
-    /// The response head is at the start of the buffer, this long.
-    Ready(TcpStream, usize),
+    Ready(Answered),
     ConnectFailed,
     Timeout,
-    Broken,
+    /// The connection broke before a whole response head.
+    Broken {
+        fresh: bool,
+    },
+}
+
+/// A connection with a response head at the start of the read buffer.
+struct Answered {
+    conn: TcpStream,
+    head_len: usize,
+    /// Opened for this request (not taken from the pool): what its failures
+    /// say about the endpoint, as pingora judges it.
+    fresh: bool,
 }
 
 /// Sends the request on an idle connection to `addr` if there is one (once
@@ -678,17 +714,23 @@ async fn attempt(
         },
     };
     let mut result = send(&mut conn, head, buf, timeouts.response, fresh).await;
-    if matches!(result, Err(UpstreamError::Stale)) {
+    let resent = matches!(result, Err(UpstreamError::Stale));
+    if resent {
         conn = match connect(addr, timeouts.connect).await {
             Ok(conn) => conn,
             Err(_) => return Attempt::ConnectFailed,
         };
         result = send(&mut conn, head, buf, timeouts.response, true).await;
     }
+    let fresh = fresh || resent;
     match result {
-        Ok(head_len) => Attempt::Ready(conn, head_len),
+        Ok(head_len) => Attempt::Ready(Answered {
+            conn,
+            head_len,
+            fresh,
+        }),
         Err(UpstreamError::Timeout) => Attempt::Timeout,
-        Err(_) => Attempt::Broken,
+        Err(_) => Attempt::Broken { fresh },
     }
 }
 
@@ -730,14 +772,17 @@ async fn send(
         }
     }
     buf.clear();
+    let mut received = false;
+    let mut interim = 0;
     loop {
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(READ_CHUNK);
         }
         let mut from = buf.len();
         match tokio::time::timeout(timeout, conn.read_buf(buf)).await {
-            Ok(Ok(n)) if n > 0 => {}
-            Ok(_) if from > 0 => return Err(UpstreamError::Broken),
+            Ok(Ok(n)) if n > 0 => received = true,
+            // Closed after answering something: not an idle connection gone stale.
+            Ok(_) if received => return Err(UpstreamError::Broken),
             Ok(_) => return Err(broken(fresh)),
             Err(_) => return Err(UpstreamError::Timeout),
         }
@@ -749,6 +794,10 @@ async fn send(
                     return Err(UpstreamError::Broken)
                 }
                 Some([b'H', b'T', b'T', b'P', b'/', b'1', b'.', _, b' ', b'1', ..]) => {
+                    interim += 1;
+                    if interim > MAX_INTERIM_RESPONSES {
+                        return Err(UpstreamError::Broken);
+                    }
                     buf.advance(end);
                     from = 0;
                 }

@@ -47,6 +47,9 @@ struct Pool {
     idle: HashMap<SocketAddr, Vec<Idle>, BuildHasherDefault<AddrHasher>>,
     /// A sweeper task runs on this worker.
     sweeping: bool,
+    /// Whether this thread drives a current-thread runtime (decided on first
+    /// use): only then does a spawned sweeper stay on this thread's pool.
+    current_thread: Option<bool>,
 }
 
 thread_local! {
@@ -59,7 +62,10 @@ pub fn take(addr: SocketAddr, now: Instant) -> Option<TcpStream> {
         let mut pool = pool.borrow_mut();
         let list = pool.idle.get_mut(&addr)?;
         while let Some(idle) = list.pop() {
-            if now.saturating_duration_since(idle.since) < IDLE_FOR {
+            // Readable while idle means closed by the endpoint or stray bytes
+            // that would be read as the next response; tokio answers from its
+            // readiness flags without a syscall while the socket is quiet.
+            if now.saturating_duration_since(idle.since) < IDLE_FOR && reusable(&idle.stream) {
                 return Some(idle.stream);
             }
         }
@@ -71,13 +77,22 @@ pub fn take(addr: SocketAddr, now: Instant) -> Option<TcpStream> {
 pub fn give_back(addr: SocketAddr, stream: TcpStream, now: Instant) {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
+        let current_thread = *pool.current_thread.get_or_insert_with(|| {
+            tokio::runtime::Handle::current().runtime_flavor()
+                == tokio::runtime::RuntimeFlavor::CurrentThread
+        });
+        if !current_thread {
+            // A work-stealing runtime (RINGRESS_WORK_STEALING) moves tasks
+            // between threads: no per-thread pool there, the connection closes.
+            return;
+        }
         let list = pool.idle.entry(addr).or_default();
         if list.len() < MAX_IDLE_PER_ENDPOINT {
             list.push(Idle { stream, since: now });
         }
         if !pool.sweeping {
             pool.sweeping = true;
-            // Workers run current-thread runtimes: the task stays on this thread and its pool.
+            // A current-thread runtime: the task stays on this thread and its pool.
             tokio::spawn(sweep_while_holding());
         }
     })

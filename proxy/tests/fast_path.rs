@@ -436,3 +436,102 @@ fn an_idle_upstream_connection_the_endpoint_closes_is_closed_without_further_tra
         (proxy_closed.load(Ordering::SeqCst) == 1).then_some(())
     });
 }
+
+#[test]
+fn a_routes_own_forwarded_header_replaces_the_proxys() {
+    let backend = Scripted::start(|_, _| {
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+            false,
+        )
+    });
+    let proxy = Ringress::start(&format!(
+        "routes:\n  - name: products\n    match: {{path: \"/products/{{id}}\"}}\n    filters:\n      - setRequestHeader: {{name: X-Forwarded-Proto, value: https}}\n    backend:\n      endpoints: [{}]\n",
+        backend.url()
+    ));
+    let mut raw = Raw::connect(proxy.listen);
+    raw.send(&get("/products/1"));
+    assert_eq!(raw.response().expect("a response").status, 200);
+    let seen = backend.last_head().to_ascii_lowercase();
+    assert_eq!(
+        seen.matches("x-forwarded-proto:").count(),
+        1,
+        "one X-Forwarded-Proto: {seen}"
+    );
+    assert!(seen.contains("x-forwarded-proto: https\r\n"), "{seen}");
+}
+
+#[test]
+fn bytes_an_idle_upstream_connection_receives_are_never_read_as_a_response() {
+    // Each connection answers its requests, but after the first it also sends
+    // a stray response nobody asked for, while the connection sits idle.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    thread::spawn(move || {
+        for (c, conn) in listener.incoming().enumerate() {
+            let Ok(mut conn) = conn else { continue };
+            thread::spawn(move || {
+                for n in 0.. {
+                    if read_until(&mut conn, b"\r\n\r\n").is_empty() {
+                        return;
+                    }
+                    let body = format!("c{c}r{n}");
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if conn.write_all(resp.as_bytes()).is_err() {
+                        return;
+                    }
+                    if n == 0 {
+                        thread::sleep(Duration::from_millis(100));
+                        let _ =
+                            conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nWRONG");
+                    }
+                }
+            });
+        }
+    });
+    let proxy = proxy_to(&url);
+    let mut raw = Raw::connect(proxy.listen);
+    raw.send(&get("/products/1"));
+    assert_eq!(raw.response().unwrap().body_text(), "c0r0");
+    thread::sleep(Duration::from_millis(400));
+    raw.send(&get("/products/1"));
+    let resp = raw.response().unwrap();
+    assert_eq!(resp.status, 200);
+    assert_eq!(
+        resp.body_text(),
+        "c1r0",
+        "a new connection, not the stray bytes"
+    );
+}
+
+#[test]
+fn an_endpoint_answering_only_interim_responses_gets_a_502() {
+    let backend = Scripted::start(|_, _| {
+        let mut out = b"HTTP/1.1 102 Processing\r\n\r\n".repeat(40);
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        (out, false)
+    });
+    expect_502_upstream_error(&proxy_for(&backend));
+}
+
+#[test]
+fn unusable_response_heads_count_against_the_endpoint_and_eject_it() {
+    let backend = Scripted::start(|_, _| {
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n".to_vec(), false)
+    });
+    let proxy = Ringress::start(&format!(
+        "routes:\n  - name: products\n    match: {{path: \"/products/{{id}}\"}}\n    backend:\n      endpoints: [{}]\n      passiveHealthCheck: {{consecutiveFailures: 3, ejectFor: 30s}}\n",
+        backend.url()
+    ));
+    for _ in 0..3 {
+        let (resp, _) = support::exchange(proxy.listen, &get("/products/1"));
+        assert_eq!(resp.expect("a response").status, 502);
+    }
+    let labels = format!(r#"endpoint="{}""#, backend.url());
+    eventually(Duration::from_secs(5), "the endpoint ejected", || {
+        (proxy.metric("ringress_endpoint_ejected", &labels) == 1.0).then_some(())
+    });
+}

@@ -34,10 +34,10 @@ pub struct Route {
     /// The last `lifoGroup` filter, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lifo_group: Option<LifoGroupSpec>,
-    /// `setRequestHeader` filters in order; names lowercase.
+    /// `setRequestHeader` filters in order, one per name (the last wins); names lowercase.
     #[serde(skip)]
     pub request_headers: Vec<(String, String)>,
-    /// `setResponseHeader` filters in order; names lowercase.
+    /// `setResponseHeader` filters in order, one per name (the last wins); names lowercase.
     #[serde(skip)]
     pub response_headers: Vec<(String, String)>,
     #[serde(skip)]

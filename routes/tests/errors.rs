@@ -396,3 +396,14 @@ fn passive_health_check_errors() {
         ]
     );
 }
+
+#[test]
+fn header_values_with_control_characters_are_refused_at_their_value() {
+    let yaml = route(
+        "    filters:\n      - setRequestHeader: {name: X-A, value: \"a\\r\\nX-Injected: 1\"}\n    backend: {endpoints: [http://a:1]}\n",
+    );
+    assert_eq!(
+        one(&yaml),
+        "routes.yaml:4:46: route \"r\": filter setRequestHeader: header value \"a\\r\\nX-Injected: 1\" has control characters"
+    );
+}

@@ -281,3 +281,19 @@ fn passive_health_check_settings() {
         serde_json::json!({"consecutiveFailures": 5, "ejectFor": "500ms", "maxEjectFor": "2s"})
     );
 }
+
+#[test]
+fn a_later_header_filter_for_the_same_name_replaces_the_earlier() {
+    let t = common::table(
+        "routes:\n  - name: r\n    filters:\n      - setRequestHeader: {name: X-Forwarded-Proto, value: http}\n      - setRequestHeader: {name: x-forwarded-proto, value: https}\n      - setResponseHeader: {name: A, value: '1'}\n      - setResponseHeader: {name: B, value: '2'}\n      - setResponseHeader: {name: a, value: '3'}\n    backend: {endpoints: [http://a:1]}\n",
+    );
+    let r = &t.routes()[0];
+    assert_eq!(
+        r.request_headers,
+        [("x-forwarded-proto".into(), "https".into())]
+    );
+    assert_eq!(
+        r.response_headers,
+        [("a".into(), "3".into()), ("b".into(), "2".into())]
+    );
+}

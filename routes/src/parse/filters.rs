@@ -126,6 +126,17 @@ fn parse_filter(
             let text = r
                 .required(&f, value, &what, "value")
                 .and_then(|v| r.string(v, &format!("{what} value")));
+            // As `http::HeaderValue`: no control characters (CR/LF would inject headers).
+            let text = text.filter(|t| {
+                let ok = !t.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f);
+                if !ok {
+                    r.error(
+                        f.get("value").map_or(value.pos, |v| v.pos),
+                        format!("{what}: header value {t:?} has control characters"),
+                    );
+                }
+                ok
+            });
             let (name_text, value_text) = (header?.to_owned(), text?.to_owned());
             if name == "setRequestHeader" {
                 Filter::SetRequestHeader {

@@ -144,12 +144,12 @@ fn parse_route(r: &mut Reader<'_>, node: &Node) -> (Option<Route>, Outline) {
                 route.lifo_group = Some(group.clone());
                 outline.lifo_group = Some((group.clone(), pos));
             }
-            Filter::SetRequestHeader { name, value } => route
-                .request_headers
-                .push((name.to_ascii_lowercase(), value.clone())),
-            Filter::SetResponseHeader { name, value } => route
-                .response_headers
-                .push((name.to_ascii_lowercase(), value.clone())),
+            Filter::SetRequestHeader { name, value } => {
+                set_header(&mut route.request_headers, name, value)
+            }
+            Filter::SetResponseHeader { name, value } => {
+                set_header(&mut route.response_headers, name, value)
+            }
             Filter::ConsistentHashKey(_) => {}
         }
         route.filters.push(filter);
@@ -160,5 +160,15 @@ fn parse_route(r: &mut Reader<'_>, node: &Node) -> (Option<Route>, Outline) {
             (Some(route), outline)
         }
         _ => (None, outline),
+    }
+}
+
+/// Sets a header as the filters do, one after another: a later filter for the
+/// same name replaces the earlier value.
+fn set_header(headers: &mut Vec<(String, String)>, name: &str, value: &str) {
+    let name = name.to_ascii_lowercase();
+    match headers.iter_mut().find(|(n, _)| *n == name) {
+        Some(slot) => slot.1 = value.to_owned(),
+        None => headers.push((name, value.to_owned())),
     }
 }
