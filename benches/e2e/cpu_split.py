@@ -24,10 +24,10 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+import peer_rounds
+
 
 
 def group_split(pgid, clk):
@@ -122,52 +122,32 @@ def main():
     ap.add_argument("--conns", type=int, default=64)
     ap.add_argument("--perf", action="store_true", help="kernel share of CPU 1's samples by perf")
     ap.add_argument("--strace", action="store_true", help="syscalls per request by strace -c")
-    ap.add_argument("--peers", default=os.path.join(HERE, "../../../shared/bench/peers.py"))
+    ap.add_argument("--peers", default=peer_rounds.DEFAULT_PEERS)
     a = ap.parse_args()
-    sys.path.insert(0, os.path.dirname(os.path.abspath(a.peers)))
-    import peers  # noqa: E402 (found at run time)
+    peers = peer_rounds.load_peers(a.peers)
+    rows = {t: [] for t in peer_rounds.NAMES}
+    extra = {t: {} for t in peer_rounds.NAMES}
+    last = a.rounds - 1
 
-    d = tempfile.mkdtemp(prefix="ringress-split-")
-    os.chmod(d, 0o755)
-    logf = open(os.path.join(d, "procs.log"), "w")  # noqa: SIM115 (lives until exit)
-    ours = a.binary + " --routes {routes} --listen {listen} --admin {admin} --threads 1"
-    makers = {"haproxy": lambda: peers.haproxy_cmd(d), "nginx": lambda: peers.nginx_cmd(d),
-              "ringress": lambda: peers.ours_cmd(d, ours)}
-    rows = {t: [] for t in makers}
-    extra = {t: {} for t in makers}
-    backends = peers.start(peers.write_backends(d), 0, logf)
-    try:
-        if not all(peers.wait_port("127.0.0.1:%d" % p) for p in peers.PORTS):
-            sys.exit("backends did not start; see %s" % d)
-        last = a.rounds - 1
-        for r in range(a.rounds):
-            for t, make in makers.items():
-                proc = peers.start(make(), 1, logf)
-                try:
-                    if not peers.wait_port(peers.LISTEN):
-                        sys.exit("%s did not listen; see %s/procs.log" % (t, d))
-                    peers.run_wrk("http://" + peers.LISTEN, 2, a.conns, False)
-                    u0, s0 = group_split(proc.pid, peers.CLK)
-                    res = peers.run_wrk("http://" + peers.LISTEN, a.seconds, a.conns, False)
-                    u1, s1 = group_split(proc.pid, peers.CLK)
-                    n = max(1, res["rps"] * a.seconds)
-                    row = {"rps": res["rps"], "user": 1e6 * (u1 - u0) / n,
-                           "sys": 1e6 * (s1 - s0) / n, "errors": res["errors"]}
-                    rows[t].append(row)
-                    print("round %d %-8s %7.0f req/s  user %5.1f  sys %5.1f us/req  errors %d"
-                          % (r + 1, t, row["rps"], row["user"], row["sys"], row["errors"]),
-                          file=sys.stderr, flush=True)
-                    if r == last and a.perf:
-                        extra[t]["kernel"] = kernel_share(peers, a.conns,
-                                                          os.path.join(d, "perf-%s.data" % t))
-                    if r == last and a.strace:
-                        extra[t]["syscalls"] = syscalls_per_request(
-                            peers, proc.pid, a.conns, os.path.join(d, "strace-%s" % t))
-                finally:
-                    peers.stop(proc)
-                    peers.wait_closed(peers.LISTEN)
-    finally:
-        peers.stop(backends)
+    def measure(r, t, proc, _backends, d):
+        peers.run_wrk("http://" + peers.LISTEN, 2, a.conns, False)
+        u0, s0 = group_split(proc.pid, peers.CLK)
+        res = peers.run_wrk("http://" + peers.LISTEN, a.seconds, a.conns, False)
+        u1, s1 = group_split(proc.pid, peers.CLK)
+        n = max(1, res["rps"] * a.seconds)
+        row = {"rps": res["rps"], "user": 1e6 * (u1 - u0) / n,
+               "sys": 1e6 * (s1 - s0) / n, "errors": res["errors"]}
+        rows[t].append(row)
+        print("round %d %-8s %7.0f req/s  user %5.1f  sys %5.1f us/req  errors %d"
+              % (r + 1, t, row["rps"], row["user"], row["sys"], row["errors"]),
+              file=sys.stderr, flush=True)
+        if r == last and a.perf:
+            extra[t]["kernel"] = kernel_share(peers, a.conns, os.path.join(d, "perf-%s.data" % t))
+        if r == last and a.strace:
+            extra[t]["syscalls"] = syscalls_per_request(
+                peers, proc.pid, a.conns, os.path.join(d, "strace-%s" % t))
+
+    peer_rounds.each_proxy(peers, a.binary, a.rounds, "split", measure)
 
     med = {t: {k: statistics.median(x[k] for x in rs) for k in ("rps", "user", "sys")}
            for t, rs in rows.items()}

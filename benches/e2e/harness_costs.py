@@ -20,16 +20,15 @@ hops read low.
 """
 import argparse
 import glob
-import os
 import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+import peer_rounds
+
 HOPS = ["client->proxy", "proxy->backend", "backend->proxy", "proxy->client"]
 
 
@@ -112,45 +111,26 @@ def main():
     ap.add_argument("--binary", default="target/release/ringress")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--conns", type=int, default=64)
-    ap.add_argument("--peers", default=os.path.join(HERE, "../../../shared/bench/peers.py"))
+    ap.add_argument("--peers", default=peer_rounds.DEFAULT_PEERS)
     a = ap.parse_args()
-    sys.path.insert(0, os.path.dirname(os.path.abspath(a.peers)))
-    import peers  # noqa: E402 (found at run time)
+    peers = peer_rounds.load_peers(a.peers)
+    rows = {t: [] for t in peer_rounds.NAMES}
 
-    d = tempfile.mkdtemp(prefix="ringress-harness-")
-    os.chmod(d, 0o755)
-    logf = open(os.path.join(d, "procs.log"), "w")  # noqa: SIM115 (lives until exit)
-    ours = a.binary + " --routes {routes} --listen {listen} --admin {admin} --threads 1"
-    makers = {"haproxy": lambda: peers.haproxy_cmd(d), "nginx": lambda: peers.nginx_cmd(d),
-              "ringress": lambda: peers.ours_cmd(d, ours)}
-    rows = {t: [] for t in makers}
-    backends = peers.start(peers.write_backends(d), 0, logf)
-    try:
-        if not all(peers.wait_port("127.0.0.1:%d" % p) for p in peers.PORTS):
-            sys.exit("backends did not start; see %s" % d)
-        for r in range(a.rounds):
-            for t, make in makers.items():
-                proc = peers.start(make(), 1, logf)
-                try:
-                    if not peers.wait_port(peers.LISTEN):
-                        sys.exit("%s did not listen; see %s/procs.log" % (t, d))
-                    row = measure(peers, proc.pid, backends.pid, a.conns)
-                    rows[t].append(row)
-                    print("round %d %-8s %7.0f req/s  CPU 0 %.1f us/req (idle %.1f), backends %.1f, "
-                          "proxy sleeps %.2f/req" % (r + 1, t, row["rps"], row["cpu0"], row["idle0"],
-                                                     row["backends"], row["switches"]),
-                          file=sys.stderr, flush=True)
-                finally:
-                    peers.stop(proc)
-                    peers.wait_closed(peers.LISTEN)
-    finally:
-        peers.stop(backends)
+    def one(r, t, proc, backends, _d):
+        row = measure(peers, proc.pid, backends.pid, a.conns)
+        rows[t].append(row)
+        print("round %d %-8s %7.0f req/s  CPU 0 %.1f us/req (idle %.1f), backends %.1f, "
+              "proxy sleeps %.2f/req" % (r + 1, t, row["rps"], row["cpu0"], row["idle0"],
+                                         row["backends"], row["switches"]),
+              file=sys.stderr, flush=True)
+
+    peer_rounds.each_proxy(peers, a.binary, a.rounds, "harness", one)
 
     med = lambda t, k: statistics.median(x[k] for x in rows[t])  # noqa: E731
     print("| proxy | req/s | CPU 0 µs/req | CPU 0 idle µs/req | backends µs/req | proxy sleeps/req "
           "| upstream conns | " + " | ".join("%s segs/req" % h for h in HOPS) + " | errors |")
     print("| --- " + "| ---: " * (7 + len(HOPS)) + "|")
-    for t in makers:
+    for t in peer_rounds.NAMES:
         segs = " | ".join("%.2f (%.2f)" % (statistics.median(x[h][0] for x in rows[t]),
                                            statistics.median(x[h][1] for x in rows[t]))
                           for h in HOPS)
