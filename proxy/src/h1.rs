@@ -58,18 +58,21 @@ pub fn response_framing(
     }
 }
 
-/// Headers that describe one connection and are not forwarded (RFC 9110 §7.6.1).
+/// Hop-by-hop headers (RFC 9110 §7.6.1) that a proxy must not forward, in
+/// lowercase, besides `Upgrade`, which pingora's path keeps for a handshake.
+/// `Transfer-Encoding` is not among them: bodies are framed by their own rules.
+pub const HOP_BY_HOP: [&str; 5] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+];
+
+/// Headers that describe one connection and are not forwarded: [`HOP_BY_HOP`]
+/// and `Upgrade` (the fast path never takes an upgrade).
 pub fn is_hop_by_hop(name: &str) -> bool {
-    [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "upgrade",
-    ]
-    .iter()
-    .any(|h| name.eq_ignore_ascii_case(h))
+    name.eq_ignore_ascii_case("upgrade") || HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
 
 /// A chunked body broke its framing.

@@ -8,6 +8,8 @@ use http::header::{self, HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use ringress_routes::RequestParts;
 
+use crate::h1::HOP_BY_HOP;
+
 /// A route matcher's view of a pingora request header.
 pub struct RequestView<'a> {
     pub req: &'a RequestHeader,
@@ -48,16 +50,6 @@ impl RequestParts for RequestView<'_> {
     }
 }
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) that a proxy must not forward.
-/// `Transfer-Encoding` is left to pingora, which re-frames bodies itself.
-const HOP_BY_HOP: [HeaderName; 5] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-];
-
 /// Removes hop-by-hop headers, including those named by `Connection`, but
 /// keeps an `Upgrade` handshake (WebSocket) intact.
 pub fn strip_hop_by_hop(req: &mut RequestHeader) {
@@ -65,7 +57,7 @@ pub fn strip_hop_by_hop(req: &mut RequestHeader) {
     let any = req
         .headers
         .keys()
-        .any(|name| name == header::UPGRADE || HOP_BY_HOP.contains(name));
+        .any(|name| name == header::UPGRADE || HOP_BY_HOP.contains(&name.as_str()));
     if !any {
         return;
     }
@@ -82,7 +74,7 @@ pub fn strip_hop_by_hop(req: &mut RequestHeader) {
     for name in named {
         req.remove_header(&name);
     }
-    for name in &HOP_BY_HOP {
+    for name in HOP_BY_HOP {
         req.remove_header(name);
     }
     if upgrade {

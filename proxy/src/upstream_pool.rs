@@ -127,8 +127,3 @@ fn reusable(stream: &TcpStream) -> bool {
     let mut byte = [0u8; 1];
     matches!(stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
-
-/// Idle connections held by this thread (for tests and diagnostics).
-pub fn idle_count() -> usize {
-    POOL.with(|pool| pool.borrow().idle.values().map(Vec::len).sum())
-}
