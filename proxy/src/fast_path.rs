@@ -125,8 +125,9 @@ impl RequestParts for Request<'_> {
 
 /// Why an exchange with an endpoint failed.
 enum UpstreamError {
-    /// Nothing came back on a reused connection: the endpoint closed it while
-    /// idle. Safe to send again on a new connection (GET and HEAD only come here).
+    /// A reused connection broke before a whole response head (most often
+    /// the endpoint closed it while idle). Safe to send again on a new
+    /// connection (GET and HEAD only come here), as pingora does.
     Stale,
     Timeout,
     /// The connection broke or the endpoint's answer is not valid HTTP/1.1.
@@ -772,7 +773,6 @@ async fn send(
         }
     }
     buf.clear();
-    let mut received = false;
     let mut interim = 0;
     loop {
         if buf.capacity() - buf.len() < 1024 {
@@ -780,9 +780,9 @@ async fn send(
         }
         let mut from = buf.len();
         match tokio::time::timeout(timeout, conn.read_buf(buf)).await {
-            Ok(Ok(n)) if n > 0 => received = true,
-            // Closed after answering something: not an idle connection gone stale.
-            Ok(_) if received => return Err(UpstreamError::Broken),
+            Ok(Ok(n)) if n > 0 => {}
+            // Broken before a whole head: on a reused connection sent once
+            // more on a new one, as pingora retries a reused connection.
             Ok(_) => return Err(broken(fresh)),
             Err(_) => return Err(UpstreamError::Timeout),
         }
