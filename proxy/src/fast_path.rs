@@ -26,6 +26,7 @@ use tokio::net::TcpStream;
 
 use crate::access_log;
 use crate::h1::{is_hop_by_hop, response_framing, BodyFraming, ChunkedEnd};
+use crate::lazy_timer::LazyTimer;
 use crate::proxy::{key_hash_of, record_connection_failure};
 use crate::request::{normalize_path, random_u64, write_ip};
 use crate::runtime::{ms_since_start, RouteRuntime};
@@ -65,13 +66,22 @@ pub struct Connection {
     /// Bytes read from the endpoint.
     upstream: BytesMut,
     client: Option<IpAddr>,
+    /// `client` as text, written once per connection rather than per request.
+    client_text: Vec<u8>,
+    /// Bounds each wait on the endpoint.
+    timer: LazyTimer,
 }
 
 impl Connection {
     /// `client` goes into `X-Forwarded-For` and the access log.
     pub fn new(client: Option<IpAddr>) -> Self {
+        let mut client_text = Vec::new();
+        if let Some(ip) = client {
+            write_ip(&mut client_text, ip);
+        }
         Self {
             client,
+            client_text,
             ..Self::default()
         }
     }
@@ -90,7 +100,10 @@ struct Request<'a> {
     host: &'a str,
     headers: &'a [httparse::Header<'a>],
     client: Option<IpAddr>,
+    client_text: &'a [u8],
     client_close: bool,
+    /// The bytes the head was parsed from, for copying header lines whole.
+    raw: &'a [u8],
 }
 
 impl RequestParts for Request<'_> {
@@ -174,7 +187,8 @@ impl FastPath {
         }
         // Uninitialised: httparse writes only the headers it finds.
         let mut headers = [const { MaybeUninit::uninit() }; MAX_REQUEST_HEADERS];
-        let Some(req) = parse_request(&conn.head, &mut headers, conn.client) else {
+        let Some(req) = parse_request(&conn.head, &mut headers, conn.client, &conn.client_text)
+        else {
             return Some(Outcome::Fallback);
         };
         let runtime = self.ingress.runtime();
@@ -199,6 +213,7 @@ impl FastPath {
         let key_hash = key_hash_of(rr, &m, &req);
         let out = &mut conn.out;
         let upstream = &mut conn.upstream;
+        let timer = &mut conn.timer;
         let mut exchange = Exchange {
             ingress: &self.ingress,
             rr,
@@ -214,7 +229,7 @@ impl FastPath {
         };
         write_upstream_head(out, &req, rr);
         let keep = exchange
-            .run(stream, out, upstream, key_hash, shutting_down)
+            .run(stream, out, upstream, timer, key_hash, shutting_down)
             .await;
         exchange.finish();
         Some(if keep {
@@ -234,16 +249,15 @@ fn head_complete(buf: &[u8], from: usize) -> bool {
 /// Where the head in `buf` ends (just past its blank line), looking from a
 /// little before `from`, where the latest read began.
 fn head_end(buf: &[u8], from: usize) -> Option<usize> {
-    let mut i = from.saturating_sub(3);
-    while let Some(at) = buf[i..].iter().position(|&b| b == b'\n') {
-        let at = i + at;
+    let start = from.saturating_sub(3);
+    memchr::memchr_iter(b'\n', &buf[start..]).find_map(|at| {
+        let at = start + at;
         match buf.get(at + 1) {
-            Some(b'\n') => return Some(at + 2),
-            Some(b'\r') if buf.get(at + 2) == Some(&b'\n') => return Some(at + 3),
-            _ => i = at + 1,
+            Some(b'\n') => Some(at + 2),
+            Some(b'\r') if buf.get(at + 2) == Some(&b'\n') => Some(at + 3),
+            _ => None,
         }
-    }
-    None
+    })
 }
 
 /// The request, if it is one the fast path serves exactly as pingora's pipeline would.
@@ -251,6 +265,7 @@ fn parse_request<'a>(
     bytes: &'a [u8],
     headers: &'a mut [MaybeUninit<httparse::Header<'a>>],
     client: Option<IpAddr>,
+    client_text: &'a [u8],
 ) -> Option<Request<'a>> {
     let mut parsed = httparse::Request::new(&mut []);
     // Pipelined requests and any body bytes go to pingora.
@@ -318,7 +333,9 @@ fn parse_request<'a>(
         host: host?,
         headers,
         client,
+        client_text,
         client_close,
+        raw: bytes,
     })
 }
 
@@ -356,7 +373,7 @@ fn write_upstream_head(out: &mut Vec<u8>, req: &Request<'_>, rr: &RouteRuntime) 
         {
             continue;
         }
-        header_line(out, name.as_bytes(), h.value);
+        copy_header(out, req.raw, name.as_bytes(), h.value);
     }
     // A route's own value for an X-Forwarded-* header replaces ours, as
     // pingora's `insert_header` does on the other path.
@@ -366,13 +383,13 @@ fn write_upstream_head(out: &mut Vec<u8>, req: &Request<'_>, rr: &RouteRuntime) 
     }
     if routed("x-forwarded-for") {
         // The route's value, written below.
-    } else if let Some(ip) = req.client {
+    } else if req.client.is_some() {
         out.extend_from_slice(b"X-Forwarded-For: ");
         if let Some(prior) = prior_for.map(<[u8]>::trim_ascii).filter(|p| !p.is_empty()) {
             out.extend_from_slice(prior);
             out.extend_from_slice(b", ");
         }
-        write_ip(out, ip);
+        out.extend_from_slice(req.client_text);
         out.extend_from_slice(b"\r\n");
     } else if let Some(prior) = prior_for {
         header_line(out, b"X-Forwarded-For", prior);
@@ -384,6 +401,35 @@ fn write_upstream_head(out: &mut Vec<u8>, req: &Request<'_>, rr: &RouteRuntime) 
         header_line(out, name.as_bytes(), value.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Writes a parsed header as `name: value` CRLF, copying its line from `raw`
+/// in one piece when it is already written that way (almost always).
+fn copy_header(out: &mut Vec<u8>, raw: &[u8], name: &[u8], value: &[u8]) {
+    match raw_line(raw, name, value) {
+        Some(line) => out.extend_from_slice(line),
+        None => header_line(out, name, value),
+    }
+}
+
+/// The header's line in `raw` with its CRLF, if the name is followed by a
+/// colon right away and the value by CRLF: the form `header_line` writes.
+/// (Responses may have spaces before the colon or bare LF line ends; those
+/// are rewritten.)
+fn raw_line<'a>(raw: &'a [u8], name: &[u8], value: &[u8]) -> Option<&'a [u8]> {
+    let base = raw.as_ptr() as usize;
+    let start = (name.as_ptr() as usize).checked_sub(base)?;
+    let value_start = (value.as_ptr() as usize).checked_sub(base)?;
+    let end = value_start.checked_add(value.len())?;
+    let gap = raw.get(start + name.len()..value_start)?;
+    // The colon, then only the optional whitespace httparse skipped.
+    if gap.first() != Some(&b':') || !gap[1..].iter().all(|&b| b == b' ' || b == b'\t') {
+        return None;
+    }
+    match raw.get(end..end + 2) {
+        Some(b"\r\n") => raw.get(start..end + 2),
+        _ => None,
+    }
 }
 
 fn header_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -416,6 +462,7 @@ impl Exchange<'_> {
         client: &mut Stream,
         out: &mut Vec<u8>,
         upstream: &mut BytesMut,
+        timer: &mut LazyTimer,
         key_hash: u64,
         shutting_down: bool,
     ) -> bool {
@@ -456,7 +503,7 @@ impl Exchange<'_> {
             self.guard = Some(pool.balancer.endpoints()[i].acquire());
             self.endpoint = Some(i);
             self.upstream_start = Some(now);
-            match attempt(addr, out, upstream, timeouts, now).await {
+            match attempt(addr, out, upstream, timer, timeouts, now).await {
                 Attempt::Ready(answered) => break (answered, addr),
                 // Connection refused or timed out: the next candidate, like pingora's retry.
                 Attempt::ConnectFailed => {
@@ -486,7 +533,7 @@ impl Exchange<'_> {
                 }
             }
         };
-        self.forward_response(client, out, upstream, answered, addr, shutting_down)
+        self.forward_response(client, out, upstream, timer, answered, addr, shutting_down)
             .await
     }
 
@@ -497,6 +544,7 @@ impl Exchange<'_> {
         client: &mut Stream,
         out: &mut Vec<u8>,
         upstream: &mut BytesMut,
+        timer: &mut LazyTimer,
         answered: Answered,
         addr: SocketAddr,
         shutting_down: bool,
@@ -547,6 +595,7 @@ impl Exchange<'_> {
             out,
             status,
             resp.reason.unwrap_or(""),
+            head,
             resp.headers,
             self.rr,
             keep_client,
@@ -563,7 +612,7 @@ impl Exchange<'_> {
                 let n = n as usize;
                 while upstream.len() < n {
                     upstream.reserve(n - upstream.len());
-                    match tokio::time::timeout(timeout, conn.read_buf(upstream)).await {
+                    match timer.within(timeout, conn.read_buf(upstream)).await {
                         Ok(Ok(read)) if read > 0 => {}
                         // Nothing reached the client yet: it gets an answer, not a cut.
                         Ok(_) => return self.answer(client, out, 502, "upstream error\n").await,
@@ -588,7 +637,7 @@ impl Exchange<'_> {
         while ok && !matches!(left, BodyLeft::Done) {
             upstream.clear();
             upstream.reserve(READ_CHUNK);
-            match tokio::time::timeout(timeout, conn.read_buf(upstream)).await {
+            match timer.within(timeout, conn.read_buf(upstream)).await {
                 Ok(Ok(0)) if matches!(left, BodyLeft::UntilClose) => left = BodyLeft::Done,
                 Ok(Ok(n)) if n > 0 => match take_body(&mut left, upstream) {
                     Ok((take, more)) => {
@@ -704,6 +753,7 @@ async fn attempt(
     addr: SocketAddr,
     head: &[u8],
     buf: &mut BytesMut,
+    timer: &mut LazyTimer,
     timeouts: &Timeouts,
     now: Instant,
 ) -> Attempt {
@@ -714,14 +764,14 @@ async fn attempt(
             Err(_) => return Attempt::ConnectFailed,
         },
     };
-    let mut result = send(&mut conn, head, buf, timeouts.response, fresh).await;
+    let mut result = send(&mut conn, head, buf, timer, timeouts.response, fresh).await;
     let resent = matches!(result, Err(UpstreamError::Stale));
     if resent {
         conn = match connect(addr, timeouts.connect).await {
             Ok(conn) => conn,
             Err(_) => return Attempt::ConnectFailed,
         };
-        result = send(&mut conn, head, buf, timeouts.response, true).await;
+        result = send(&mut conn, head, buf, timer, timeouts.response, true).await;
     }
     let fresh = fresh || resent;
     match result {
@@ -749,6 +799,7 @@ async fn send(
     conn: &mut TcpStream,
     head: &[u8],
     buf: &mut BytesMut,
+    timer: &mut LazyTimer,
     timeout: Duration,
     fresh: bool,
 ) -> Result<usize, UpstreamError> {
@@ -766,7 +817,7 @@ async fn send(
         Err(_) => return Err(broken(fresh)),
     };
     if sent < head.len() {
-        match tokio::time::timeout(timeout, conn.write_all(&head[sent..])).await {
+        match timer.within(timeout, conn.write_all(&head[sent..])).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(broken(fresh)),
             Err(_) => return Err(UpstreamError::Timeout),
@@ -779,7 +830,7 @@ async fn send(
             buf.reserve(READ_CHUNK);
         }
         let mut from = buf.len();
-        match tokio::time::timeout(timeout, conn.read_buf(buf)).await {
+        match timer.within(timeout, conn.read_buf(buf)).await {
             Ok(Ok(n)) if n > 0 => {}
             // Broken before a whole head: on a reused connection sent once
             // more on a new one, as pingora retries a reused connection.
@@ -816,6 +867,7 @@ fn write_client_head(
     out: &mut Vec<u8>,
     status: u16,
     reason: &str,
+    raw: &[u8],
     headers: &[httparse::Header<'_>],
     rr: &RouteRuntime,
     keep_alive: bool,
@@ -837,7 +889,7 @@ fn write_client_head(
         {
             continue;
         }
-        header_line(out, name.as_bytes(), h.value);
+        copy_header(out, raw, name.as_bytes(), h.value);
     }
     for (name, value) in route_headers {
         header_line(out, name.as_bytes(), value.as_bytes());
@@ -897,7 +949,48 @@ async fn write_all(client: &mut Stream, bytes: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::head_complete;
+    use super::{head_complete, head_end, raw_line};
+
+    #[test]
+    fn header_lines_are_copied_whole_only_when_already_in_canonical_form() {
+        let head = b"HTTP/1.1 200 OK\r\nA: b\r\nC:d\r\nE : f\r\nG: h\nI:\r\n\r\n";
+        let mut headers = [httparse::EMPTY_HEADER; 8];
+        let mut resp = httparse::Response::new(&mut headers);
+        httparse::ParserConfig::default()
+            .allow_spaces_after_header_name_in_responses(true)
+            .parse_response(&mut resp, head)
+            .unwrap();
+        let lines: Vec<Option<&[u8]>> = resp
+            .headers
+            .iter()
+            .map(|h| raw_line(head, h.name.as_bytes(), h.value))
+            .collect();
+        let expected: [Option<&[u8]>; 5] = [
+            Some(b"A: b\r\n"),
+            Some(b"C:d\r\n"),
+            None, // space before the colon: rewritten
+            None, // bare LF: rewritten
+            Some(b"I:\r\n"),
+        ];
+        assert_eq!(lines, expected);
+        // Slices from elsewhere are never taken for lines of `head`.
+        assert_eq!(raw_line(head, b"A", b"b"), None);
+        let other = b"A: b\r\n".to_vec();
+        assert_eq!(raw_line(head, &other[..1], &other[3..4]), None);
+    }
+
+    #[test]
+    fn the_head_ends_at_the_first_blank_line_in_either_form() {
+        assert_eq!(
+            head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nxx\r\n\r\n", 0),
+            Some(24)
+        );
+        assert_eq!(head_end(b"GET / HTTP/1.1\nA: b\n\nxx\r\n\r\n", 0), Some(21));
+        assert_eq!(head_end(b"GET / HTTP/1.1\nA: b\r\n\r\n", 0), Some(23));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n", 0), None);
+        // A blank line split across reads is found from the latest read.
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\n", 23), Some(24));
+    }
 
     #[test]
     fn a_head_is_complete_at_its_first_blank_line_wherever_reads_split_it() {

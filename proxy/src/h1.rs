@@ -72,7 +72,15 @@ pub const HOP_BY_HOP: [&str; 5] = [
 /// Headers that describe one connection and are not forwarded: [`HOP_BY_HOP`]
 /// and `Upgrade` (the fast path never takes an upgrade).
 pub fn is_hop_by_hop(name: &str) -> bool {
-    name.eq_ignore_ascii_case("upgrade") || HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+    // By length first: most headers are none of these, and this runs per header.
+    let candidates: &[&str] = match name.len() {
+        2 => &["te"],
+        7 => &["upgrade", "trailer"],
+        10 => &["connection", "keep-alive"],
+        16 => &["proxy-connection"],
+        _ => return false,
+    };
+    candidates.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
 
 /// A chunked body broke its framing.
@@ -180,6 +188,24 @@ fn after_size_line(size: u64) -> Chunk {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_known_in_any_case_and_nothing_else_is() {
+        for name in HOP_BY_HOP.iter().chain(&["upgrade"]) {
+            assert!(is_hop_by_hop(name), "{name}");
+            assert!(is_hop_by_hop(&name.to_ascii_uppercase()), "{name}");
+        }
+        for name in [
+            "host",
+            "content-length",
+            "transfer-encoding",
+            "tf",
+            "upgrades",
+            "x-connection",
+        ] {
+            assert!(!is_hop_by_hop(name), "{name}");
+        }
+    }
 
     fn framing(
         status: u16,

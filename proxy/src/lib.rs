@@ -8,6 +8,7 @@ pub mod fast_path;
 pub mod front;
 pub mod h1;
 pub mod kubernetes;
+pub mod lazy_timer;
 pub mod lifo;
 pub mod metrics;
 pub mod proxy;
