@@ -226,11 +226,10 @@ impl FastPath {
             spilled: false,
             connect_failures: 0,
             status: 0,
+            shutting_down,
         };
         write_upstream_head(out, &req, rr);
-        let keep = exchange
-            .run(stream, out, upstream, timer, key_hash, shutting_down)
-            .await;
+        let keep = exchange.run(stream, out, upstream, timer, key_hash).await;
         exchange.finish();
         Some(if keep {
             Outcome::KeepAlive
@@ -453,6 +452,8 @@ struct Exchange<'a> {
     connect_failures: u32,
     /// 0 when the response was cut after its head (or never written).
     status: u16,
+    /// No keep-alive for the client once shutting down.
+    shutting_down: bool,
 }
 
 impl Exchange<'_> {
@@ -464,7 +465,6 @@ impl Exchange<'_> {
         upstream: &mut BytesMut,
         timer: &mut LazyTimer,
         key_hash: u64,
-        shutting_down: bool,
     ) -> bool {
         let rr = self.rr;
         let pool = rr.pool.as_ref().expect("fast path routes have a pool");
@@ -533,7 +533,7 @@ impl Exchange<'_> {
                 }
             }
         };
-        self.forward_response(client, out, upstream, timer, answered, addr, shutting_down)
+        self.forward_response(client, out, upstream, timer, answered, addr)
             .await
     }
 
@@ -547,7 +547,6 @@ impl Exchange<'_> {
         timer: &mut LazyTimer,
         answered: Answered,
         addr: SocketAddr,
-        shutting_down: bool,
     ) -> bool {
         let Answered {
             mut conn,
@@ -590,7 +589,7 @@ impl Exchange<'_> {
                         .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
             });
         let keep_client =
-            !self.req.client_close && !shutting_down && framing != BodyFraming::UntilClose;
+            !self.req.client_close && !self.shutting_down && framing != BodyFraming::UntilClose;
         write_client_head(
             out,
             status,
