@@ -71,6 +71,11 @@ pub struct ServeArgs {
     /// Largest request body; larger gets 413. Off by default.
     #[arg(long, value_parser = parse_bytes, value_name = "BYTES")]
     pub max_request_body: Option<u64>,
+    /// While busy (a request at least every 4 intervals), each worker collects
+    /// events once per interval instead of being woken for each; 0 turns it off.
+    /// Adds up to one interval of latency per event while busy (README).
+    #[arg(long, default_value = "30us", value_parser = parse_duration, value_name = "DURATION")]
+    pub poll_interval: Duration,
 }
 
 #[derive(Subcommand, Debug)]
@@ -116,7 +121,7 @@ fn parse_header_size(s: &str) -> Result<usize, String> {
     }
 }
 
-/// `500ms`, `10s`, `1m`, `1m30s`, or a bare number of seconds.
+/// `30us`, `500ms`, `10s`, `1m`, `1m30s`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if let Ok(secs) = s.parse::<f64>() {
         return Duration::try_from_secs_f64(secs).map_err(|e| e.to_string());
@@ -126,7 +131,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     while !rest.is_empty() {
         let digits = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("{s:?}: missing unit (ms, s, m, h)"))?;
+            .ok_or_else(|| format!("{s:?}: missing unit (us, ms, s, m, h)"))?;
         let (number, tail) = rest.split_at(digits);
         let unit_len = tail
             .find(|c: char| c.is_ascii_digit() || c == '.')
@@ -136,11 +141,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .parse()
             .map_err(|_| format!("{s:?}: bad number {number:?}"))?;
         let scale = match unit {
+            "us" | "µs" => 0.000_001,
             "ms" => 0.001,
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
+            _ => return Err(format!("{s:?}: unknown unit {unit:?} (us, ms, s, m, h)")),
         };
         total += Duration::try_from_secs_f64(value * scale).map_err(|e| e.to_string())?;
         rest = tail;

@@ -89,6 +89,7 @@ impl Connection {
 
 pub struct FastPath {
     ingress: Arc<Ingress>,
+    poll_interval: Duration,
 }
 
 /// A request head the fast path takes, borrowed from the client's bytes.
@@ -156,8 +157,11 @@ enum BodyLeft {
 }
 
 impl FastPath {
-    pub fn new(ingress: Arc<Ingress>) -> Self {
-        Self { ingress }
+    pub fn new(ingress: Arc<Ingress>, poll_interval: Duration) -> Self {
+        Self {
+            ingress,
+            poll_interval,
+        }
     }
 
     /// Reads the next request head and serves it if it is the fast path's.
@@ -185,6 +189,9 @@ impl FastPath {
                 break;
             }
         }
+        // Every request, the fallback's too, counts for pacing.
+        let start = Instant::now();
+        crate::pacer::on_request(self.poll_interval, start, &self.ingress.metrics.paced_polls);
         // Uninitialised: httparse writes only the headers it finds.
         let mut headers = [const { MaybeUninit::uninit() }; MAX_REQUEST_HEADERS];
         let Some(req) = parse_request(&conn.head, &mut headers, conn.client, &conn.client_text)
@@ -218,7 +225,7 @@ impl FastPath {
             ingress: &self.ingress,
             rr,
             req: &req,
-            start: Instant::now(),
+            start,
             _active: self.ingress.track_request(),
             endpoint: None,
             upstream_start: None,

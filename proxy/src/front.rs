@@ -146,10 +146,16 @@ pub struct Front {
 }
 
 impl Front {
-    pub fn new(proxy: HttpProxy<Proxy>, ingress: Arc<Ingress>, limits: HeaderLimits) -> Self {
+    /// `poll_interval`: see [`crate::pacer`]; zero blocks until woken.
+    pub fn new(
+        proxy: HttpProxy<Proxy>,
+        ingress: Arc<Ingress>,
+        limits: HeaderLimits,
+        poll_interval: Duration,
+    ) -> Self {
         Self {
             proxy: Arc::new(proxy),
-            fast: FastPath::new(Arc::clone(&ingress)),
+            fast: FastPath::new(Arc::clone(&ingress), poll_interval),
             ingress,
             limits,
         }

@@ -11,6 +11,7 @@ pub mod kubernetes;
 pub mod lazy_timer;
 pub mod lifo;
 pub mod metrics;
+pub mod pacer;
 pub mod proxy;
 pub mod request;
 pub mod runtime;

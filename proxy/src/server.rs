@@ -41,6 +41,8 @@ pub struct Settings {
     pub header_limits: HeaderLimits,
     /// `--max-request-body`: larger bodies get 413.
     pub max_request_body: Option<u64>,
+    /// `--poll-interval`: event pacing while busy (`pacer`); zero is off.
+    pub poll_interval: Duration,
 }
 
 /// A start-up failure, reported to the operator before anything serves.
@@ -72,13 +74,19 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
         .map_err(|e| StartError(format!("--admin {}: {e}", settings.admin)))?;
 
     let grace = settings.grace_period.as_secs().max(1);
+    let work_stealing = std::env::var_os("RINGRESS_WORK_STEALING").is_some();
+    // The pacer sleeps its worker thread: only for a runtime per thread.
+    let poll_interval = match work_stealing {
+        true => Duration::ZERO,
+        false => settings.poll_interval,
+    };
     let conf = ServerConf {
         threads: settings.threads.max(1),
         grace_period_seconds: Some(grace),
         graceful_shutdown_timeout_seconds: Some(1),
         // A current-thread runtime per worker: no cross-thread wake-ups per
         // request (measured: see BENCHMARKS.md).
-        work_stealing: std::env::var_os("RINGRESS_WORK_STEALING").is_some(),
+        work_stealing,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
@@ -91,7 +99,12 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
     // pingora's HTTP/1 loop, plus header timeouts and limits (see `front`).
     let mut proxy = Service::new(
         "ringress proxy".to_string(),
-        Front::new(proxy, Arc::clone(&ingress), settings.header_limits),
+        Front::new(
+            proxy,
+            Arc::clone(&ingress),
+            settings.header_limits,
+            poll_interval,
+        ),
     );
     // pingora's default 1460-byte write buffer sends a response header and its
     // body in separate syscalls; 16 KiB coalesces them for typical responses.
