@@ -1,8 +1,9 @@
-//! Event pacing (`--poll-interval`, on by default): under sustained traffic the
+//! Event pacing (`--poll-interval`, on by default): under dense traffic the
 //! workers collect events on an interval (`ringress_paced_polls_total` grows)
 //! and every request still succeeds; once traffic stops the pacer goes
 //! dormant, so an idle proxy does not wake up every interval and burns next to
-//! no CPU; a lone request on an idle proxy is answered; `--poll-interval 0`
+//! no CPU; a lone request on an idle proxy, and requests further apart than
+//! two intervals on average, are served without pacing; `--poll-interval 0`
 //! never paces. Real binary, real backends, real sockets.
 mod support;
 
@@ -45,7 +46,8 @@ fn polls(proxy: &Ringress) -> f64 {
 #[test]
 fn busy_workers_pace_themselves_and_an_idle_proxy_stops_pacing() {
     let backend = Backend::start("a");
-    let proxy = Ringress::start(&routes(&backend));
+    // A long interval, so that the debug build under test traffic is busy enough.
+    let proxy = Ringress::start_with(&routes(&backend), &["--poll-interval", "1ms"]);
     let before = polls(&proxy);
 
     let load = Load::start(proxy.listen, 4);
@@ -67,8 +69,7 @@ fn busy_workers_pace_themselves_and_an_idle_proxy_stops_pacing() {
     // The admin scrape itself is a request on another listener, not paced.
     assert_eq!(polls(&proxy), idle_start, "still pacing while idle");
     let idle_cpu = cpu_time(proxy.child.id()) - cpu_start;
-    // Pacing every 30 µs would cost a sizeable share of a core; idle costs
-    // only the route-file poll and timers.
+    // Idle costs only the route-file poll and timers.
     assert!(
         idle_cpu <= Duration::from_millis(100),
         "idle proxy used {idle_cpu:?} of CPU in 2 s"
@@ -89,5 +90,17 @@ fn poll_interval_zero_never_paces() {
     let outcome = load.stop();
     assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
     assert!(outcome.ok > 100, "only {} requests", outcome.ok);
+    assert_eq!(polls(&proxy), 0.0);
+}
+
+#[test]
+fn requests_further_apart_than_two_intervals_are_not_paced() {
+    let backend = Backend::start("a");
+    let proxy = Ringress::start_with(&routes(&backend), &["--poll-interval", "1ms"]);
+    let mut client = proxy.client();
+    for i in 0..100 {
+        assert_eq!(client.get(&format!("/products/{i}")).unwrap().status, 200);
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert_eq!(polls(&proxy), 0.0);
 }
