@@ -191,7 +191,10 @@ impl FastPath {
         }
         // Every request, the fallback's too, counts for pacing.
         let start = Instant::now();
-        crate::pacer::on_request(self.poll_interval, start, &self.ingress.metrics.paced_polls);
+        // In flight for pacing until this returns (a fallback's time in
+        // pingora's pipeline is not counted).
+        let _in_flight =
+            crate::pacer::on_request(self.poll_interval, start, &self.ingress.metrics.paced_polls);
         // Uninitialised: httparse writes only the headers it finds.
         let mut headers = [const { MaybeUninit::uninit() }; MAX_REQUEST_HEADERS];
         let Some(req) = parse_request(&conn.head, &mut headers, conn.client, &conn.client_text)

@@ -13,7 +13,8 @@
 //! The cost is latency: an event that arrives while the worker sleeps waits
 //! up to one interval, and an interval with little in it is a wake-up that
 //! saved nothing. Pacing only pays when many requests are in flight, so:
-//! - it starts only while requests arrive on average less than [`BUSY_GAP`]
+//! - it starts only while at least [`MIN_IN_FLIGHT`] requests are in flight
+//!   on the worker and requests arrive on average less than [`BUSY_GAP`]
 //!   intervals apart (a moving average of the gaps);
 //! - it stops after [`QUIET`] intervals without a request;
 //! - every [`WINDOW`] intervals it checks that they collected at least
@@ -24,7 +25,8 @@
 //! Otherwise the worker blocks in `epoll_wait` as usual, and a lone request
 //! is not delayed. (Measured, closed loop: with one client connection pacing
 //! on every request added ~60 µs and a third more CPU per request; with four,
-//! at ~26k requests/s, it halved their throughput. The rules are for that.)
+//! at ~26k requests/s, it halved their throughput, although each interval
+//! collected about one request. The rules are for that.)
 //!
 //! One pacer task per worker thread (pingora's current-thread runtimes);
 //! the state is thread-local, so requests only touch their own worker's
@@ -40,13 +42,17 @@ use prometheus::IntCounter;
 
 /// Pacing runs while the average gap between requests is under this many intervals.
 pub const BUSY_GAP: u32 = 2;
+/// ... and at least this many requests are in flight on the worker.
+pub const MIN_IN_FLIGHT: usize = 8;
 /// Pacing stops after this many intervals without a request.
 pub const QUIET: u32 = 4;
-/// Intervals over which pacing checks that it pays.
-pub const WINDOW: u32 = 8;
-/// Requests [`WINDOW`] intervals must collect together for pacing to go on
-/// (1.5 per interval: measured, pacing paid at ~2 and cost at ~1).
-pub const MIN_PER_WINDOW: u32 = 12;
+/// Intervals over which pacing checks that it pays: long enough to ride
+/// out the bursts of a closed loop.
+pub const WINDOW: u32 = 16;
+/// Requests [`WINDOW`] intervals must collect together for pacing to go on:
+/// one per interval (measured: pacing paid at 4-6 per interval and cost at
+/// under one).
+pub const MIN_PER_WINDOW: u32 = 16;
 const FIRST_BACK_OFF: Duration = Duration::from_millis(10);
 const MAX_BACK_OFF: Duration = Duration::from_secs(1);
 /// Weight of the newest gap in the moving average (1/8).
@@ -75,6 +81,8 @@ struct Local {
     last_request: Option<Instant>,
     /// Moving average of the gaps between requests, in nanoseconds.
     average_gap_ns: u64,
+    /// Requests on this worker between `on_request` and their `InFlight`'s drop.
+    in_flight: usize,
     busy_gap_ns: u64,
 }
 
@@ -85,10 +93,12 @@ thread_local! {
 /// Notes a request on this worker, starting the worker's pacer on first use.
 /// `now` is the request's start, so this reads no clock. Must run on a
 /// current-thread runtime (pingora's default here); `interval` zero is off.
-/// `polls` counts the intervals paced (a metric).
-pub fn on_request(interval: Duration, now: Instant, polls: &IntCounter) {
+/// `polls` counts the intervals paced (a metric). The request counts as in
+/// flight until the returned value is dropped.
+#[must_use]
+pub fn on_request(interval: Duration, now: Instant, polls: &IntCounter) -> Option<InFlight> {
     if interval.is_zero() {
-        return;
+        return None;
     }
     PACER.with(|slot| {
         let mut slot = slot.borrow_mut();
@@ -109,9 +119,11 @@ pub fn on_request(interval: Duration, now: Instant, polls: &IntCounter) {
                 pacer,
                 last_request: None,
                 average_gap_ns: MAX_GAP_NS,
+                in_flight: 0,
                 busy_gap_ns: (interval * BUSY_GAP).as_nanos().min(u128::from(MAX_GAP_NS)) as u64,
             }
         });
+        local.in_flight += 1;
         let pacer = &local.pacer;
         // Only this thread writes it: no read-modify-write instruction needed.
         pacer
@@ -123,7 +135,7 @@ pub fn on_request(interval: Duration, now: Instant, polls: &IntCounter) {
             local.average_gap_ns += gap >> GAP_SHIFT;
             local.average_gap_ns -= local.average_gap_ns >> GAP_SHIFT;
         }
-        let busy = local.average_gap_ns < local.busy_gap_ns;
+        let busy = local.average_gap_ns < local.busy_gap_ns && local.in_flight >= MIN_IN_FLIGHT;
         pacer.busy.store(busy, Relaxed);
         if busy && pacer.dormant.load(Relaxed) && pacer.may_try(now) {
             pacer.dormant.store(false, Relaxed);
@@ -132,6 +144,20 @@ pub fn on_request(interval: Duration, now: Instant, polls: &IntCounter) {
             }
         }
     });
+    Some(InFlight(()))
+}
+
+/// A request in flight on this worker (see [`on_request`]).
+pub struct InFlight(());
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        PACER.with(|slot| {
+            if let Some(local) = slot.borrow_mut().as_mut() {
+                local.in_flight = local.in_flight.saturating_sub(1);
+            }
+        });
+    }
 }
 
 /// Paced intervals run so far by this worker thread's pacer.
@@ -210,9 +236,21 @@ async fn run(pacer: Arc<Pacer>, polls: IntCounter) {
 mod tests {
     use super::*;
 
+    thread_local! {
+        static POLLS: IntCounter = IntCounter::new("polls", "test").unwrap();
+        /// The latest requests stay in flight, enough to allow pacing.
+        static HELD: RefCell<std::collections::VecDeque<InFlight>> = RefCell::default();
+    }
+
     fn on_request(interval: Duration, now: Instant) {
-        thread_local!(static POLLS: IntCounter = IntCounter::new("polls", "test").unwrap());
-        POLLS.with(|polls| super::on_request(interval, now, polls));
+        let held = POLLS.with(|polls| super::on_request(interval, now, polls));
+        HELD.with(|h| {
+            let mut h = h.borrow_mut();
+            h.extend(held);
+            while h.len() > MIN_IN_FLIGHT {
+                h.pop_front();
+            }
+        });
     }
 
     async fn settle() {
@@ -279,22 +317,48 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn pacing_that_collects_too_little_backs_off() {
+    async fn pacing_that_collects_too_little_backs_off_then_tries_again() {
         let interval = Duration::from_millis(1);
-        // Dense enough to start, then about one request per interval: busy by
-        // the average gap, but each interval collects one request, not 1.5.
-        burst(interval, Instant::now(), 100, Duration::from_micros(1));
-        for _ in 0..100 {
-            on_request(interval, Instant::now());
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        // Dense, then a request every other interval. The timestamps stay
+        // microseconds apart, so the average gap says busy and only the
+        // collected count can stop pacing; they also stay behind the clock,
+        // so the back-off never ends for them.
+        let mut t = burst(interval, Instant::now(), 100, Duration::from_micros(1));
+        for i in 0..60 {
+            if i % 2 == 0 {
+                t = burst(interval, t, 1, Duration::from_micros(1));
+            }
+            tokio::time::sleep(interval).await;
         }
-        let cycles = cycles();
-        // Paced throughout, that would be ~100 intervals; with tries of 8 that
-        // fail and back-offs of 10, 20, 40, 80, 160 ms, about 40.
+        let tried = cycles();
+        // Paced throughout, ~60 intervals; one try of a window, then backed off.
         assert!(
-            (u64::from(WINDOW)..=64).contains(&cycles),
-            "{cycles} intervals"
+            (u64::from(WINDOW)..=u64::from(WINDOW) + 4).contains(&tried),
+            "{tried} intervals"
         );
+        // After the back-off (10 ms), a dense burst is paced again.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        burst(interval, Instant::now(), 100, Duration::from_micros(1));
+        settle().await;
+        assert!(
+            cycles() >= tried + u64::from(QUIET),
+            "{tried} -> {}",
+            cycles()
+        );
+    }
+
+    #[tokio::test]
+    async fn few_requests_in_flight_are_not_paced_however_fast_they_come() {
+        let interval = Duration::from_millis(1);
+        let polls = IntCounter::new("polls", "test").unwrap();
+        let mut t = Instant::now();
+        for _ in 0..1000 {
+            t += Duration::from_micros(1);
+            // Each finishes before the next starts: one in flight at a time.
+            drop(super::on_request(interval, t, &polls));
+        }
+        settle().await;
+        assert_eq!(cycles(), 0);
     }
 
     #[tokio::test]

@@ -50,7 +50,9 @@ fn busy_workers_pace_themselves_and_an_idle_proxy_stops_pacing() {
     let proxy = Ringress::start_with(&routes(&backend), &["--poll-interval", "1ms"]);
     let before = polls(&proxy);
 
-    let load = Load::start(proxy.listen, 4);
+    // Pacing needs many requests in flight: 32 clients, a backend taking 2 ms.
+    backend.set_delay(Duration::from_millis(2));
+    let load = Load::start(proxy.listen, 32);
     std::thread::sleep(Duration::from_secs(2));
     let outcome = load.stop();
     assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
@@ -85,7 +87,9 @@ fn busy_workers_pace_themselves_and_an_idle_proxy_stops_pacing() {
 fn poll_interval_zero_never_paces() {
     let backend = Backend::start("a");
     let proxy = Ringress::start_with(&routes(&backend), &["--poll-interval", "0"]);
-    let load = Load::start(proxy.listen, 4);
+    // The traffic that is paced with an interval (above).
+    backend.set_delay(Duration::from_millis(2));
+    let load = Load::start(proxy.listen, 32);
     std::thread::sleep(Duration::from_secs(1));
     let outcome = load.stop();
     assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
