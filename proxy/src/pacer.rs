@@ -152,7 +152,9 @@ pub struct InFlight(());
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        PACER.with(|slot| {
+        // `try_with`: a connection task may be dropped while its thread's
+        // locals are being torn down, at shutdown.
+        let _ = PACER.try_with(|slot| {
             if let Some(local) = slot.borrow_mut().as_mut() {
                 local.in_flight = local.in_flight.saturating_sub(1);
             }
