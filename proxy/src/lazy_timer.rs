@@ -51,12 +51,9 @@ impl LazyTimer {
             }
             if !armed {
                 armed = true;
-                let deadline = Instant::now() + timeout;
-                if sleep.deadline() != deadline {
-                    // Later: an atomic update of the registered timer. Earlier
-                    // (a shorter timeout than the last wait's): re-registered.
-                    sleep.as_mut().reset(deadline);
-                }
+                // Later than the registered deadline: an atomic update. Earlier
+                // (a shorter timeout than the last wait's): re-registered.
+                sleep.as_mut().reset(Instant::now() + timeout);
             }
             sleep.as_mut().poll(cx).map(|()| Err(Elapsed))
         })

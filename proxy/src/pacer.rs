@@ -72,8 +72,6 @@ struct Pacer {
     retry_at_ns: AtomicU64,
     epoch: Instant,
     waker: Mutex<Option<Waker>>,
-    /// Paced intervals so far (tests read it).
-    cycles: AtomicU64,
 }
 
 struct Local {
@@ -111,7 +109,6 @@ pub fn on_request(interval: Duration, now: Instant, polls: &IntCounter) -> Optio
                 retry_at_ns: AtomicU64::new(0),
                 epoch: now,
                 waker: Mutex::new(None),
-                cycles: AtomicU64::new(0),
             });
             // A current-thread runtime keeps the task on this thread.
             tokio::spawn(run(Arc::clone(&pacer), polls.clone()));
@@ -162,15 +159,6 @@ impl Drop for InFlight {
     }
 }
 
-/// Paced intervals run so far by this worker thread's pacer.
-pub fn cycles() -> u64 {
-    PACER.with(|slot| {
-        slot.borrow()
-            .as_ref()
-            .map_or(0, |l| l.pacer.cycles.load(Relaxed))
-    })
-}
-
 impl Pacer {
     fn may_try(&self, now: Instant) -> bool {
         now.saturating_duration_since(self.epoch).as_nanos()
@@ -213,7 +201,6 @@ async fn run(pacer: Arc<Pacer>, polls: IntCounter) {
             // Runs what is ready, polls the driver without blocking, runs
             // what that woke, then resumes here.
             tokio::task::yield_now().await;
-            pacer.cycles.store(pacer.cycles.load(Relaxed) + 1, Relaxed);
             polls.inc();
             let now = pacer.requests.load(Relaxed);
             quiet = if now == seen { quiet + 1 } else { 0 };
@@ -253,6 +240,11 @@ mod tests {
                 h.pop_front();
             }
         });
+    }
+
+    /// Paced intervals so far on this test's thread (its pacer's metric).
+    fn cycles() -> u64 {
+        POLLS.with(IntCounter::get)
     }
 
     async fn settle() {
@@ -352,12 +344,11 @@ mod tests {
     #[tokio::test]
     async fn few_requests_in_flight_are_not_paced_however_fast_they_come() {
         let interval = Duration::from_millis(1);
-        let polls = IntCounter::new("polls", "test").unwrap();
         let mut t = Instant::now();
         for _ in 0..1000 {
             t += Duration::from_micros(1);
             // Each finishes before the next starts: one in flight at a time.
-            drop(super::on_request(interval, t, &polls));
+            POLLS.with(|polls| drop(super::on_request(interval, t, polls)));
         }
         settle().await;
         assert_eq!(cycles(), 0);

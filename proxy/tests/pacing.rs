@@ -9,24 +9,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Backend, Load, Ringress};
-
-fn routes(backend: &Backend) -> String {
-    format!(
-        r#"routes:
-  - name: products
-    match:
-      path: /products/{{id}}
-    filters:
-      - consistentHashKey: "${{id}}"
-    backend:
-      algorithm: consistentHash
-      endpoints:
-        - {}
-"#,
-        backend.url()
-    )
-}
+use support::{consistent_routes, Backend, Load, Ringress};
 
 /// CPU time (user + system) the process has used, from /proc/PID/stat.
 fn cpu_time(pid: u32) -> Duration {
@@ -47,7 +30,10 @@ fn polls(proxy: &Ringress) -> f64 {
 fn busy_workers_pace_themselves_and_an_idle_proxy_stops_pacing() {
     let backend = Backend::start("a");
     // A long interval, so that the debug build under test traffic is busy enough.
-    let proxy = Ringress::start_with(&routes(&backend), &["--poll-interval", "1ms"]);
+    let proxy = Ringress::start_with(
+        &consistent_routes(&[&backend], ""),
+        &["--poll-interval", "1ms"],
+    );
     let before = polls(&proxy);
 
     // Pacing needs many requests in flight: 32 clients, a backend taking 2 ms.
@@ -86,7 +72,10 @@ fn busy_workers_pace_themselves_and_an_idle_proxy_stops_pacing() {
 #[test]
 fn poll_interval_zero_never_paces() {
     let backend = Backend::start("a");
-    let proxy = Ringress::start_with(&routes(&backend), &["--poll-interval", "0"]);
+    let proxy = Ringress::start_with(
+        &consistent_routes(&[&backend], ""),
+        &["--poll-interval", "0"],
+    );
     // The traffic that is paced with an interval (above).
     backend.set_delay(Duration::from_millis(2));
     let load = Load::start(proxy.listen, 32);
@@ -100,7 +89,10 @@ fn poll_interval_zero_never_paces() {
 #[test]
 fn requests_further_apart_than_two_intervals_are_not_paced() {
     let backend = Backend::start("a");
-    let proxy = Ringress::start_with(&routes(&backend), &["--poll-interval", "1ms"]);
+    let proxy = Ringress::start_with(
+        &consistent_routes(&[&backend], ""),
+        &["--poll-interval", "1ms"],
+    );
     let mut client = proxy.client();
     for i in 0..100 {
         assert_eq!(client.get(&format!("/products/{i}")).unwrap().status, 200);

@@ -7,28 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ringress_ring::{hash_key, HashRing, Registry};
-use support::{eventually, free_port, Backend, Client, Load, Ringress};
-
-fn consistent_routes(backends: &[&Backend], extra_filters: &str) -> String {
-    let endpoints: Vec<String> = backends
-        .iter()
-        .map(|b| format!("        - {}", b.url()))
-        .collect();
-    format!(
-        r#"routes:
-  - name: products
-    match:
-      path: /products/{{id}}
-    filters:
-      - consistentHashKey: "${{id}}"
-{extra_filters}    backend:
-      algorithm: consistentHash
-      endpoints:
-{}
-"#,
-        endpoints.join("\n")
-    )
-}
+use support::{consistent_routes, eventually, free_port, Backend, Client, Load, Ringress};
 
 fn owner(backends: &[&Backend], key: &str) -> String {
     let registry = Registry::new();

@@ -45,3 +45,26 @@ pub fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// One `products` route (`/products/{id}`, keyed by the id) over `backends`
+/// by consistent hash; `extra_filters` are YAML lines spliced into its filters.
+pub fn consistent_routes(backends: &[&Backend], extra_filters: &str) -> String {
+    let endpoints: Vec<String> = backends
+        .iter()
+        .map(|b| format!("        - {}", b.url()))
+        .collect();
+    format!(
+        r#"routes:
+  - name: products
+    match:
+      path: /products/{{id}}
+    filters:
+      - consistentHashKey: "${{id}}"
+{extra_filters}    backend:
+      algorithm: consistentHash
+      endpoints:
+{}
+"#,
+        endpoints.join("\n")
+    )
+}
