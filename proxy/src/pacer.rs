@@ -159,6 +159,18 @@ impl Drop for InFlight {
     }
 }
 
+/// Whether this thread's worker is pacing now (see [`crate::fast_path`]:
+/// responses then leave after the next poll for events).
+pub fn active() -> bool {
+    PACER
+        .try_with(|slot| {
+            slot.borrow()
+                .as_ref()
+                .is_some_and(|local| !local.pacer.dormant.load(Relaxed))
+        })
+        .unwrap_or(false)
+}
+
 impl Pacer {
     fn may_try(&self, now: Instant) -> bool {
         now.saturating_duration_since(self.epoch).as_nanos()
@@ -274,8 +286,11 @@ mod tests {
     #[tokio::test]
     async fn a_dense_burst_is_paced_and_pacing_stops_when_requests_stop() {
         let interval = Duration::from_millis(1);
+        assert!(!active(), "not pacing before any request");
         let t = burst(interval, Instant::now(), 100, Duration::from_micros(100));
+        assert!(active(), "pacing once the burst is dense");
         settle().await;
+        assert!(!active(), "dormant after the quiet intervals");
         assert_eq!(
             cycles(),
             u64::from(QUIET),

@@ -1,5 +1,5 @@
-//! A real HTTP backend on loopback that answers with its name, optionally
-//! slowly, and records what it saw.
+//! A real HTTP backend on loopback that answers with its name (and echoes
+//! the request target in `x-path`), optionally slowly, and records what it saw.
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -169,7 +169,8 @@ async fn handle(
         .iter()
         .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
         .collect();
-    seen.paths.lock().unwrap().push(req.uri().to_string());
+    let uri = req.uri().to_string();
+    seen.paths.lock().unwrap().push(uri.clone());
     let hold = req
         .uri()
         .query()
@@ -192,5 +193,9 @@ async fn handle(
     let mut resp = Response::new(Full::new(Bytes::from(name.clone())));
     resp.headers_mut()
         .insert("x-backend", http::HeaderValue::from_str(&name).unwrap());
+    // Lets a client check that a response answers its own request.
+    if let Ok(v) = http::HeaderValue::from_str(&uri) {
+        resp.headers_mut().insert("x-path", v);
+    }
     Ok(resp)
 }

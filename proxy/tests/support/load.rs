@@ -21,7 +21,8 @@ pub struct Outcome {
 
 impl Load {
     /// `workers` clients each send `GET /products/{worker}-{n}` until stopped;
-    /// anything but a 200 is a failure.
+    /// anything but a 200 answering that very request (the backend's
+    /// `x-path`) is a failure.
     pub fn start(addr: SocketAddr, workers: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(AtomicUsize::new(0));
@@ -34,11 +35,15 @@ impl Load {
                     let mut n = 0;
                     while !stop.load(Ordering::SeqCst) {
                         n += 1;
-                        match client.get(&format!("/products/{w}-{n}")) {
-                            Ok(r) if r.status == 200 => {
+                        let path = format!("/products/{w}-{n}");
+                        match client.get(&path) {
+                            // A 200 that answers another request is a failure too.
+                            Ok(r)
+                                if r.status == 200 && r.header("x-path") == Some(path.as_str()) =>
+                            {
                                 ok.fetch_add(1, Ordering::SeqCst);
                             }
-                            other => failures.push(format!("{other:?}")),
+                            other => failures.push(format!("{path}: {other:?}")),
                         }
                     }
                     failures
