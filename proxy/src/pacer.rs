@@ -44,6 +44,12 @@ use prometheus::IntCounter;
 pub const BUSY_GAP: u32 = 2;
 /// ... and at least this many requests are in flight on the worker.
 pub const MIN_IN_FLIGHT: usize = 8;
+/// From this many requests in flight on the worker the queue is deep: the
+/// worker is waiting on its endpoints and clients, not they on it, so a
+/// pass can be longer ([`DEEP_FACTOR`] intervals) and a response can wait
+/// for the next pass, to leave with more others.
+pub const DEEP_IN_FLIGHT: usize = 32;
+pub const DEEP_FACTOR: u32 = 4;
 /// Pacing stops after this many intervals without a request.
 pub const QUIET: u32 = 4;
 /// Intervals over which pacing checks that it pays: long enough to ride
@@ -82,6 +88,8 @@ struct Local {
     /// Requests on this worker between `on_request` and their `InFlight`'s drop.
     in_flight: usize,
     busy_gap_ns: u64,
+    /// Responses read in the current pass, waiting to leave at its end.
+    writers: Vec<Waker>,
 }
 
 thread_local! {
@@ -117,6 +125,7 @@ pub fn on_request(interval: Duration, now: Instant, polls: &IntCounter) -> Optio
                 last_request: None,
                 average_gap_ns: MAX_GAP_NS,
                 in_flight: 0,
+                writers: Vec::new(),
                 busy_gap_ns: (interval * BUSY_GAP).as_nanos().min(u128::from(MAX_GAP_NS)) as u64,
             }
         });
@@ -159,16 +168,80 @@ impl Drop for InFlight {
     }
 }
 
-/// Whether this thread's worker is pacing now (see [`crate::fast_path`]:
-/// responses then leave after the next poll for events).
-pub fn active() -> bool {
+/// While this thread's worker paces, waits for the end of the current pass
+/// (every ready event read), so that the responses read in one pass leave
+/// together; otherwise returns at once. See `forward_response`.
+pub async fn end_of_pass() {
+    if deep() {
+        // After the next poll of the driver, i.e. with the next pass's.
+        tokio::task::yield_now().await;
+        return;
+    }
+    let mut queued = false;
+    poll_fn(|cx| {
+        if queued {
+            return Poll::Ready(());
+        }
+        queued = PACER
+            .try_with(|slot| match slot.borrow_mut().as_mut() {
+                Some(local) if !local.pacer.dormant.load(Relaxed) => {
+                    local.writers.push(cx.waker().clone());
+                    true
+                }
+                _ => false,
+            })
+            .unwrap_or(false);
+        if queued {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+}
+
+/// Whether this worker is pacing with a deep queue.
+fn deep() -> bool {
     PACER
         .try_with(|slot| {
-            slot.borrow()
-                .as_ref()
-                .is_some_and(|local| !local.pacer.dormant.load(Relaxed))
+            slot.borrow().as_ref().is_some_and(|local| {
+                local.in_flight >= DEEP_IN_FLIGHT && !local.pacer.dormant.load(Relaxed)
+            })
         })
         .unwrap_or(false)
+}
+
+/// Wakes the writers waiting for the end of the pass; they run before the
+/// caller goes on.
+async fn release_writers() {
+    let writers = PACER
+        .try_with(|slot| {
+            slot.borrow_mut()
+                .as_mut()
+                .map(|local| std::mem::take(&mut local.writers))
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    if writers.is_empty() {
+        return;
+    }
+    for writer in writers {
+        writer.wake();
+    }
+    // Behind them in the run queue (a plain wake, not `yield_now`, which
+    // would wait for the next poll of the driver).
+    let mut requeued = false;
+    poll_fn(|cx| {
+        if requeued {
+            Poll::Ready(())
+        } else {
+            requeued = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await;
 }
 
 impl Pacer {
@@ -203,11 +276,18 @@ async fn run(pacer: Arc<Pacer>, polls: IntCounter) {
         let mut window = (0, seen);
         let mut cycle_start = Instant::now();
         while quiet < QUIET && pacer.busy.load(Relaxed) {
+            // The end of a pass: what was read in it is answered before the sleep.
+            release_writers().await;
             // Blocking the thread is the point: nothing waits in epoll_wait,
             // so senders queue their events without waking anyone.
+            let interval = if deep() {
+                pacer.interval * DEEP_FACTOR
+            } else {
+                pacer.interval
+            };
             let spent = cycle_start.elapsed();
-            if spent < pacer.interval {
-                std::thread::sleep(pacer.interval - spent);
+            if spent < interval {
+                std::thread::sleep(interval - spent);
             }
             cycle_start = Instant::now();
             // Runs what is ready, polls the driver without blocking, runs
@@ -229,7 +309,9 @@ async fn run(pacer: Arc<Pacer>, polls: IntCounter) {
                 window = (0, now);
             }
         }
+        // Dormant first: no writer waits for a pass from here on.
         pacer.dormant.store(true, Relaxed);
+        release_writers().await;
     }
 }
 
@@ -286,11 +368,8 @@ mod tests {
     #[tokio::test]
     async fn a_dense_burst_is_paced_and_pacing_stops_when_requests_stop() {
         let interval = Duration::from_millis(1);
-        assert!(!active(), "not pacing before any request");
         let t = burst(interval, Instant::now(), 100, Duration::from_micros(100));
-        assert!(active(), "pacing once the burst is dense");
         settle().await;
-        assert!(!active(), "dormant after the quiet intervals");
         assert_eq!(
             cycles(),
             u64::from(QUIET),
@@ -306,6 +385,39 @@ mod tests {
         burst(interval, t, 100, Duration::from_micros(100));
         settle().await;
         assert_eq!(cycles(), 2 * u64::from(QUIET));
+    }
+
+    /// Whether `end_of_pass` returns on its first poll.
+    async fn answered_at_once() -> bool {
+        let mut wait = std::pin::pin!(end_of_pass());
+        poll_fn(|cx| Poll::Ready(std::future::Future::poll(wait.as_mut(), cx).is_ready())).await
+    }
+
+    #[tokio::test]
+    async fn a_response_waits_for_the_end_of_the_pass_only_while_pacing() {
+        assert!(answered_at_once().await, "not pacing: no wait");
+        let interval = Duration::from_millis(1);
+        burst(interval, Instant::now(), 100, Duration::from_micros(100));
+        assert!(!answered_at_once().await, "pacing: waits for the pass");
+        // Released by the pacer (a wait that never ends would time out here).
+        let writers: Vec<_> = (0..10).map(|_| tokio::spawn(end_of_pass())).collect();
+        for writer in writers {
+            tokio::time::timeout(Duration::from_secs(5), writer)
+                .await
+                .expect("released within the pass")
+                .unwrap();
+        }
+        // A deep queue: still released, by the next pass.
+        let held: Vec<_> = (0..DEEP_IN_FLIGHT)
+            .map(|_| POLLS.with(|polls| super::on_request(interval, Instant::now(), polls)))
+            .collect();
+        assert!(deep());
+        tokio::time::timeout(Duration::from_secs(5), end_of_pass())
+            .await
+            .expect("released by the next pass");
+        drop(held);
+        settle().await;
+        assert!(answered_at_once().await, "dormant again: no wait");
     }
 
     #[tokio::test]
