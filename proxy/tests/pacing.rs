@@ -4,7 +4,9 @@
 //! dormant, so an idle proxy does not wake up every interval and burns next to
 //! no CPU; a lone request on an idle proxy, and requests further apart than
 //! two intervals on average, are served without pacing; `--poll-interval 0`
-//! never paces. Real binary, real backends, real sockets.
+//! never paces; with a deep queue (responses held for the next pass) every
+//! response still answers its own request. Real binary, real backends, real
+//! sockets.
 mod support;
 
 use std::time::Duration;
@@ -99,4 +101,24 @@ fn requests_further_apart_than_two_intervals_are_not_paced() {
         std::thread::sleep(Duration::from_millis(5));
     }
     assert_eq!(polls(&proxy), 0.0);
+}
+
+#[test]
+fn a_deep_queue_is_paced_and_every_response_answers_its_own_request() {
+    let backend = Backend::start("a");
+    let proxy = Ringress::start_with(
+        &consistent_routes(&[&backend], ""),
+        &["--poll-interval", "1ms"],
+    );
+    let before = polls(&proxy);
+    // ~48 requests in flight per worker (two workers): past the pacer's
+    // deep-queue mark of 32, where responses leave with the next pass's.
+    backend.set_delay(Duration::from_millis(5));
+    let load = Load::start(proxy.listen, 96);
+    std::thread::sleep(Duration::from_secs(2));
+    let outcome = load.stop();
+    // `Load` counts a 200 carrying another request's path as a failure.
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    assert!(outcome.ok > 1000, "only {} requests", outcome.ok);
+    assert!(polls(&proxy) > before, "no paced polls under a deep queue");
 }
