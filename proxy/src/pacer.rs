@@ -267,7 +267,28 @@ impl Pacer {
     }
 }
 
+/// Should the pacer task ever stop (a panic, its runtime dropping it), the
+/// responses waiting for its passes leave and no more wait.
+struct ReleaseOnDrop(Arc<Pacer>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.dormant.store(true, Relaxed);
+        let writers = PACER
+            .try_with(|slot| {
+                slot.borrow_mut()
+                    .as_mut()
+                    .map(|local| std::mem::take(&mut local.writers))
+            })
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        writers.into_iter().for_each(Waker::wake);
+    }
+}
+
 async fn run(pacer: Arc<Pacer>, polls: IntCounter) {
+    let _release = ReleaseOnDrop(Arc::clone(&pacer));
     let mut back_off = FIRST_BACK_OFF;
     loop {
         poll_fn(|cx| {
@@ -289,7 +310,7 @@ async fn run(pacer: Arc<Pacer>, polls: IntCounter) {
             // Blocking the thread is the point: nothing waits in epoll_wait,
             // so senders queue their events without waking anyone.
             let interval = if deep() {
-                pacer.interval * DEEP_FACTOR
+                pacer.interval.saturating_mul(DEEP_FACTOR)
             } else {
                 pacer.interval
             };
@@ -305,6 +326,8 @@ async fn run(pacer: Arc<Pacer>, polls: IntCounter) {
             let now = pacer.requests.load(Relaxed);
             quiet = if now == seen { quiet + 1 } else { 0 };
             seen = now;
+            // Counted in passes: with a deep queue the window spans 4x the time,
+            // which is fine, a deep queue having requests to spare.
             window.0 += 1;
             if window.0 == WINDOW {
                 let collected = now - window.1;

@@ -28,23 +28,42 @@ fn polls(proxy: &Ringress) -> f64 {
     proxy.metric("ringress_paced_polls_total", "")
 }
 
-#[test]
-fn busy_workers_pace_themselves_and_an_idle_proxy_stops_pacing() {
+/// A backend and a proxy pacing on a long interval, so that the debug build
+/// under test traffic is busy enough.
+fn paced_proxy() -> (Backend, Ringress) {
     let backend = Backend::start("a");
-    // A long interval, so that the debug build under test traffic is busy enough.
     let proxy = Ringress::start_with(
         &consistent_routes(&[&backend], ""),
         &["--poll-interval", "1ms"],
     );
-    let before = polls(&proxy);
+    (backend, proxy)
+}
 
-    // Pacing needs many requests in flight: 32 clients, a backend taking 2 ms.
-    backend.set_delay(Duration::from_millis(2));
-    let load = Load::start(proxy.listen, 32);
+/// `clients` keep-alive clients for 2 s against a backend taking `delay` per
+/// request; every request must succeed, answered by its own response (`Load`
+/// checks the backend's `x-path`). Returns how many were served.
+fn load_without_failures(
+    proxy: &Ringress,
+    backend: &Backend,
+    clients: usize,
+    delay: Duration,
+) -> usize {
+    backend.set_delay(delay);
+    let load = Load::start(proxy.listen, clients);
     std::thread::sleep(Duration::from_secs(2));
     let outcome = load.stop();
     assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
-    assert!(outcome.ok > 100, "only {} requests", outcome.ok);
+    outcome.ok
+}
+
+#[test]
+fn busy_workers_pace_themselves_and_an_idle_proxy_stops_pacing() {
+    let (backend, proxy) = paced_proxy();
+    let before = polls(&proxy);
+
+    // Pacing needs many requests in flight: 32 clients, a backend taking 2 ms.
+    let served = load_without_failures(&proxy, &backend, 32, Duration::from_millis(2));
+    assert!(served > 100, "only {served} requests");
     let busy = polls(&proxy);
     assert!(
         busy > before,
@@ -79,12 +98,8 @@ fn poll_interval_zero_never_paces() {
         &["--poll-interval", "0"],
     );
     // The traffic that is paced with an interval (above).
-    backend.set_delay(Duration::from_millis(2));
-    let load = Load::start(proxy.listen, 32);
-    std::thread::sleep(Duration::from_secs(1));
-    let outcome = load.stop();
-    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
-    assert!(outcome.ok > 100, "only {} requests", outcome.ok);
+    let served = load_without_failures(&proxy, &backend, 32, Duration::from_millis(2));
+    assert!(served > 100, "only {served} requests");
     assert_eq!(polls(&proxy), 0.0);
 }
 
@@ -105,20 +120,11 @@ fn requests_further_apart_than_two_intervals_are_not_paced() {
 
 #[test]
 fn a_deep_queue_is_paced_and_every_response_answers_its_own_request() {
-    let backend = Backend::start("a");
-    let proxy = Ringress::start_with(
-        &consistent_routes(&[&backend], ""),
-        &["--poll-interval", "1ms"],
-    );
+    let (backend, proxy) = paced_proxy();
     let before = polls(&proxy);
     // ~48 requests in flight per worker (two workers): past the pacer's
     // deep-queue mark of 32, where responses leave with the next pass's.
-    backend.set_delay(Duration::from_millis(5));
-    let load = Load::start(proxy.listen, 96);
-    std::thread::sleep(Duration::from_secs(2));
-    let outcome = load.stop();
-    // `Load` counts a 200 carrying another request's path as a failure.
-    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
-    assert!(outcome.ok > 1000, "only {} requests", outcome.ok);
+    let served = load_without_failures(&proxy, &backend, 96, Duration::from_millis(5));
+    assert!(served > 1000, "only {served} requests");
     assert!(polls(&proxy) > before, "no paced polls under a deep queue");
 }

@@ -1,7 +1,7 @@
 //! The real `ringress` binary, started on free ports with a route file.
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use super::client::{self, Client, Response};
@@ -40,25 +40,51 @@ impl Ringress {
     /// Starts the binary with extra arguments and waits until `/readyz` is 200
     /// and the proxy port accepts connections.
     pub fn start_with(routes_yaml: &str, extra: &[&str]) -> Self {
-        let mut me = Self::spawn(routes_yaml, extra);
-        me.wait_ready();
-        me
+        Self::start_until(routes_yaml, extra, Self::is_ready)
     }
 
     /// Starts the binary and waits only until it serves (`/healthz` and the
     /// proxy port), for cases where it is not meant to be ready.
     pub fn start_live(routes_yaml: &str, extra: &[&str]) -> Self {
-        let mut me = Self::spawn(routes_yaml, extra);
-        let (admin, listen) = (me.admin, me.listen);
-        let child = &mut me.child;
-        eventually(Duration::from_secs(20), "ringress to serve", || {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("ringress exited during start-up: {status}");
+        Self::start_until(routes_yaml, extra, Self::is_live)
+    }
+
+    /// A free port can be taken between `free_addr` and the binary's bind (by
+    /// another test's outgoing connection), and the binary then exits at
+    /// start-up; so an exit at start-up is retried twice on other ports.
+    fn start_until(routes_yaml: &str, extra: &[&str], up: fn(&Self) -> bool) -> Self {
+        let mut attempt = 1;
+        loop {
+            let mut me = Self::spawn(routes_yaml, extra);
+            match me.wait_until(up) {
+                Ok(()) => return me,
+                Err(status) if attempt < 3 => {
+                    eprintln!("ringress exited during start-up ({status}); again on other ports");
+                    attempt += 1;
+                }
+                Err(status) => panic!("ringress exited during start-up: {status}"),
             }
-            let live = client::get(admin, "/healthz").ok()?.status == 200;
-            (live && std::net::TcpStream::connect(listen).is_ok()).then_some(())
-        });
-        me
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        client::get(self.admin, "/readyz").is_ok_and(|r| r.status == 200)
+            && std::net::TcpStream::connect(self.listen).is_ok()
+    }
+
+    fn is_live(&self) -> bool {
+        client::get(self.admin, "/healthz").is_ok_and(|r| r.status == 200)
+            && std::net::TcpStream::connect(self.listen).is_ok()
+    }
+
+    /// Waits until `up`, or returns how the binary exited before that.
+    fn wait_until(&mut self, up: fn(&Self) -> bool) -> Result<(), ExitStatus> {
+        eventually(Duration::from_secs(20), "ringress to start", || {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(Err(status));
+            }
+            up(self).then_some(Ok(()))
+        })
     }
 
     fn spawn(routes_yaml: &str, extra: &[&str]) -> Self {
@@ -96,17 +122,9 @@ impl Ringress {
     }
 
     pub fn wait_ready(&mut self) {
-        let admin = self.admin;
-        let listen = self.listen;
-        let child = &mut self.child;
-        eventually(Duration::from_secs(20), "ringress to become ready", || {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("ringress exited during start-up: {status}");
-            }
-            let ready = client::get(admin, "/readyz").ok()?.status == 200;
-            let accepting = std::net::TcpStream::connect(listen).is_ok();
-            (ready && accepting).then_some(())
-        });
+        if let Err(status) = self.wait_until(Self::is_ready) {
+            panic!("ringress exited during start-up: {status}");
+        }
     }
 
     pub fn client(&self) -> Client {
