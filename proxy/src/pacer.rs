@@ -219,10 +219,9 @@ fn deep() -> bool {
         .unwrap_or(false)
 }
 
-/// Wakes the writers waiting for the end of the pass; they run before the
-/// caller goes on.
-async fn release_writers() {
-    let writers = PACER
+/// The writers waiting for the end of the pass, taken from the list.
+fn take_writers() -> Vec<Waker> {
+    PACER
         .try_with(|slot| {
             slot.borrow_mut()
                 .as_mut()
@@ -230,7 +229,13 @@ async fn release_writers() {
         })
         .ok()
         .flatten()
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Wakes the writers waiting for the end of the pass; they run before the
+/// caller goes on.
+async fn release_writers() {
+    let writers = take_writers();
     if writers.is_empty() {
         return;
     }
@@ -274,15 +279,7 @@ struct ReleaseOnDrop(Arc<Pacer>);
 impl Drop for ReleaseOnDrop {
     fn drop(&mut self) {
         self.0.dormant.store(true, Relaxed);
-        let writers = PACER
-            .try_with(|slot| {
-                slot.borrow_mut()
-                    .as_mut()
-                    .map(|local| std::mem::take(&mut local.writers))
-            })
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let writers = take_writers();
         writers.into_iter().for_each(Waker::wake);
     }
 }
