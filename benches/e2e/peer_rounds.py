@@ -16,14 +16,20 @@ def load_peers(path):
 
 
 def each_proxy(peers, binary, rounds, tag, measure):
-    """Calls measure(round, name, proxy process, work dir) for each proxy in each round,
-    with the proxy listening and the backends up; returns the work dir."""
+    """Calls measure(round, name, proxy process, backends, work dir) for HAProxy, NGINX and
+    ringress in each round, with the proxy listening and the backends up; returns the work dir."""
+    ours = binary + " --routes {routes} --listen {listen} --admin {admin} --threads 1"
+    return each_target(peers, rounds, tag, lambda d: {
+        "haproxy": lambda: peers.haproxy_cmd(d), "nginx": lambda: peers.nginx_cmd(d),
+        "ringress": lambda: peers.ours_cmd(d, ours)}, measure)
+
+
+def each_target(peers, rounds, tag, makers_in, measure):
+    """As each_proxy, for the targets of makers_in(work dir): name -> command maker, in order."""
     d = tempfile.mkdtemp(prefix="ringress-%s-" % tag)
     os.chmod(d, 0o755)
     logf = open(os.path.join(d, "procs.log"), "w")  # noqa: SIM115 (lives until exit)
-    ours = binary + " --routes {routes} --listen {listen} --admin {admin} --threads 1"
-    makers = {"haproxy": lambda: peers.haproxy_cmd(d), "nginx": lambda: peers.nginx_cmd(d),
-              "ringress": lambda: peers.ours_cmd(d, ours)}
+    makers = makers_in(d)
     backends = peers.start(peers.write_backends(d), 0, logf)
     try:
         if not all(peers.wait_port("127.0.0.1:%d" % p) for p in peers.PORTS):

@@ -15,10 +15,8 @@ Run from the repository root (apt-get install -y nginx-light haproxy wrk):
 Each variant is NAME=COMMAND; the route, listen and admin flags are appended (one worker).
 """
 import argparse
-import os
 import statistics
 import sys
-import tempfile
 
 import peer_rounds
 
@@ -34,42 +32,34 @@ def main():
     ap.add_argument("--peers", default=peer_rounds.DEFAULT_PEERS)
     a = ap.parse_args()
     peers = peer_rounds.load_peers(a.peers)
-    d = tempfile.mkdtemp(prefix="ringress-variants-")
-    os.chmod(d, 0o755)
-    logf = open(os.path.join(d, "procs.log"), "w")  # noqa: SIM115 (lives until exit)
-    makers = {"haproxy": lambda: peers.haproxy_cmd(d)}
+    commands = {}
     for v in a.variants:
         name, _, cmd = v.partition("=")
         if not cmd or name == "haproxy":
             sys.exit("variants are NAME=COMMAND, NAME not haproxy: %r" % v)
-        full = cmd + " --routes {routes} --listen {listen} --admin {admin} --threads 1"
-        makers[name] = lambda full=full: peers.ours_cmd(d, full)
-    rows = {name: [] for name in makers}
+        commands[name] = cmd + " --routes {routes} --listen {listen} --admin {admin} --threads 1"
+
+    def makers(d):
+        out = {"haproxy": lambda: peers.haproxy_cmd(d)}
+        for name, full in commands.items():
+            out[name] = lambda full=full: peers.ours_cmd(d, full)
+        return out
+
+    rows = {name: [] for name in ["haproxy"] + list(commands)}
     url = "http://" + peers.LISTEN
-    backends = peers.start(peers.write_backends(d), 0, logf)
-    try:
-        if not all(peers.wait_port("127.0.0.1:%d" % p) for p in peers.PORTS):
-            sys.exit("backends did not start; see %s" % d)
-        for r in range(a.rounds):
-            for name, make in makers.items():
-                proc = peers.start(make(), 1, logf)
-                try:
-                    if not peers.wait_port(peers.LISTEN):
-                        sys.exit("%s did not listen; see %s/procs.log" % (name, d))
-                    peers.run_wrk(url, 1, a.conns, a.zipf)  # warm-up
-                    before = peers.group_cpu_seconds(proc.pid)
-                    res = peers.run_wrk(url, a.seconds, a.conns, a.zipf)
-                    cpu = peers.group_cpu_seconds(proc.pid) - before
-                    res["cpu"] = 1e6 * cpu / max(1, res["rps"] * a.seconds)
-                    rows[name].append(res)
-                    print("round %d %-10s %7.0f req/s  p50 %5.2f  p99 %5.2f ms  cpu %5.1f us/req  "
-                          "errors %d" % (r + 1, name, res["rps"], res["p50_ms"], res["p99_ms"],
-                                         res["cpu"], res["errors"]), file=sys.stderr, flush=True)
-                finally:
-                    peers.stop(proc)
-                    peers.wait_closed(peers.LISTEN)
-    finally:
-        peers.stop(backends)
+
+    def measure(r, name, proc, _backends, _d):
+        peers.run_wrk(url, 1, a.conns, a.zipf)  # warm-up
+        before = peers.group_cpu_seconds(proc.pid)
+        res = peers.run_wrk(url, a.seconds, a.conns, a.zipf)
+        cpu = peers.group_cpu_seconds(proc.pid) - before
+        res["cpu"] = 1e6 * cpu / max(1, res["rps"] * a.seconds)
+        rows[name].append(res)
+        print("round %d %-10s %7.0f req/s  p50 %5.2f  p99 %5.2f ms  cpu %5.1f us/req  "
+              "errors %d" % (r + 1, name, res["rps"], res["p50_ms"], res["p99_ms"],
+                             res["cpu"], res["errors"]), file=sys.stderr, flush=True)
+
+    peer_rounds.each_target(peers, a.rounds, "variants", makers, measure)
 
     base = rows["haproxy"]
     print("| target | req/s | p50 ms | p99 ms | CPU µs/req | CPU vs HAProxy | p50 − HAProxy's "

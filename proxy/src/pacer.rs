@@ -107,7 +107,7 @@ thread_local! {
 /// Notes a request on this worker, starting the worker's pacer on first use.
 /// `now` is the request's start, so this reads no clock. Must run on a
 /// current-thread runtime (pingora's default here); `interval` zero is off.
-/// `polls` counts the intervals paced (a metric). The request counts as in
+/// `polls` counts the passes paced (a metric). The request counts as in
 /// flight until the returned value is dropped.
 #[must_use]
 pub fn on_request(interval: Duration, now: Instant, polls: &IntCounter) -> Option<InFlight> {
@@ -219,9 +219,9 @@ fn deep() -> bool {
         .unwrap_or(false)
 }
 
-/// The writers waiting for the end of the pass, taken from the list.
-fn take_writers() -> Vec<Waker> {
-    PACER
+/// Wakes the writers waiting for the end of the pass; whether there were any.
+fn wake_writers() -> bool {
+    let writers = PACER
         .try_with(|slot| {
             slot.borrow_mut()
                 .as_mut()
@@ -229,18 +229,17 @@ fn take_writers() -> Vec<Waker> {
         })
         .ok()
         .flatten()
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let woke = !writers.is_empty();
+    writers.into_iter().for_each(Waker::wake);
+    woke
 }
 
 /// Wakes the writers waiting for the end of the pass; they run before the
 /// caller goes on.
 async fn release_writers() {
-    let writers = take_writers();
-    if writers.is_empty() {
+    if !wake_writers() {
         return;
-    }
-    for writer in writers {
-        writer.wake();
     }
     // Behind them in the run queue (a plain wake, not `yield_now`, which
     // would wait for the next poll of the driver).
@@ -279,8 +278,7 @@ struct ReleaseOnDrop(Arc<Pacer>);
 impl Drop for ReleaseOnDrop {
     fn drop(&mut self) {
         self.0.dormant.store(true, Relaxed);
-        let writers = take_writers();
-        writers.into_iter().for_each(Waker::wake);
+        wake_writers();
     }
 }
 
@@ -364,7 +362,7 @@ mod tests {
         });
     }
 
-    /// Paced intervals so far on this test's thread (its pacer's metric).
+    /// Paced passes so far on this test's thread (its pacer's metric).
     fn cycles() -> u64 {
         POLLS.with(IntCounter::get)
     }

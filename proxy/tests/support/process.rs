@@ -40,23 +40,23 @@ impl Ringress {
     /// Starts the binary with extra arguments and waits until `/readyz` is 200
     /// and the proxy port accepts connections.
     pub fn start_with(routes_yaml: &str, extra: &[&str]) -> Self {
-        Self::start_until(routes_yaml, extra, Self::is_ready)
+        Self::start_until(routes_yaml, extra, "/readyz")
     }
 
     /// Starts the binary and waits only until it serves (`/healthz` and the
     /// proxy port), for cases where it is not meant to be ready.
     pub fn start_live(routes_yaml: &str, extra: &[&str]) -> Self {
-        Self::start_until(routes_yaml, extra, Self::is_live)
+        Self::start_until(routes_yaml, extra, "/healthz")
     }
 
     /// A free port can be taken between `free_addr` and the binary's bind (by
     /// another test's outgoing connection), and the binary then exits at
     /// start-up; so an exit at start-up is retried twice on other ports.
-    fn start_until(routes_yaml: &str, extra: &[&str], up: fn(&Self) -> bool) -> Self {
+    fn start_until(routes_yaml: &str, extra: &[&str], probe: &str) -> Self {
         let mut attempt = 1;
         loop {
             let mut me = Self::spawn(routes_yaml, extra);
-            match me.wait_until(up) {
+            match me.wait_until(probe) {
                 Ok(()) => return me,
                 Err(status) if attempt < 3 => {
                     eprintln!("ringress exited during start-up ({status}); again on other ports");
@@ -67,23 +67,20 @@ impl Ringress {
         }
     }
 
-    fn is_ready(&self) -> bool {
-        client::get(self.admin, "/readyz").is_ok_and(|r| r.status == 200)
+    /// Whether the admin port answers `probe` with 200 and the proxy port
+    /// accepts connections.
+    fn serves(&self, probe: &str) -> bool {
+        client::get(self.admin, probe).is_ok_and(|r| r.status == 200)
             && std::net::TcpStream::connect(self.listen).is_ok()
     }
 
-    fn is_live(&self) -> bool {
-        client::get(self.admin, "/healthz").is_ok_and(|r| r.status == 200)
-            && std::net::TcpStream::connect(self.listen).is_ok()
-    }
-
-    /// Waits until `up`, or returns how the binary exited before that.
-    fn wait_until(&mut self, up: fn(&Self) -> bool) -> Result<(), ExitStatus> {
+    /// Waits until it `serves(probe)`, or returns how the binary exited before that.
+    fn wait_until(&mut self, probe: &str) -> Result<(), ExitStatus> {
         eventually(Duration::from_secs(20), "ringress to start", || {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Some(Err(status));
             }
-            up(self).then_some(Ok(()))
+            self.serves(probe).then_some(Ok(()))
         })
     }
 
@@ -122,7 +119,7 @@ impl Ringress {
     }
 
     pub fn wait_ready(&mut self) {
-        if let Err(status) = self.wait_until(Self::is_ready) {
+        if let Err(status) = self.wait_until("/readyz") {
             panic!("ringress exited during start-up: {status}");
         }
     }
