@@ -71,11 +71,19 @@ pub struct ServeArgs {
     /// Largest request body; larger gets 413. Off by default.
     #[arg(long, value_parser = parse_bytes, value_name = "BYTES")]
     pub max_request_body: Option<u64>,
-    /// While busy (a request at least every 4 intervals), each worker collects
-    /// events once per interval instead of being woken for each; 0 turns it off.
-    /// Adds up to one interval of latency per event while busy (README).
-    #[arg(long, default_value = "30us", value_parser = parse_duration, value_name = "DURATION")]
-    pub poll_interval: Duration,
+    /// `on`: plain keep-alive GET/HEAD requests are served by ringress's own
+    /// HTTP/1 loop; `off`: every request goes through pingora's proxy pipeline.
+    /// Both apply the same request policy (ARCHITECTURE.md).
+    #[arg(long, default_value = "on", value_parser = parse_switch, value_name = "on|off")]
+    pub fast_path: bool,
+}
+
+fn parse_switch(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{s:?}: expected on or off")),
+    }
 }
 
 #[derive(Subcommand, Debug)]

@@ -89,7 +89,6 @@ impl Connection {
 
 pub struct FastPath {
     ingress: Arc<Ingress>,
-    poll_interval: Duration,
 }
 
 /// A request head the fast path takes, borrowed from the client's bytes.
@@ -157,11 +156,8 @@ enum BodyLeft {
 }
 
 impl FastPath {
-    pub fn new(ingress: Arc<Ingress>, poll_interval: Duration) -> Self {
-        Self {
-            ingress,
-            poll_interval,
-        }
+    pub fn new(ingress: Arc<Ingress>) -> Self {
+        Self { ingress }
     }
 
     /// Reads the next request head and serves it if it is the fast path's.
@@ -189,12 +185,7 @@ impl FastPath {
                 break;
             }
         }
-        // Every request, the fallback's too, counts for pacing.
         let start = Instant::now();
-        // In flight for pacing until this returns (a fallback's time in
-        // pingora's pipeline is not counted).
-        let _in_flight =
-            crate::pacer::on_request(self.poll_interval, start, &self.ingress.metrics.paced_polls);
         // Uninitialised: httparse writes only the headers it finds.
         let mut headers = [const { MaybeUninit::uninit() }; MAX_REQUEST_HEADERS];
         let Some(req) = parse_request(&conn.head, &mut headers, conn.client, &conn.client_text)
@@ -642,11 +633,6 @@ impl Exchange<'_> {
             Err(()) => (0, true, false),
         };
         self.status = status;
-        // While the worker paces, the responses read in one pass leave together
-        // at its end rather than each as soon as it is read: the clients (and
-        // whatever shares their CPU) then take them in fewer wake-ups.
-        // Measured on the bench (BENCHMARKS.md, "Event pacing").
-        crate::pacer::end_of_pass().await;
         ok = write_parts(client, out, &upstream[..first]).await && ok;
         while ok && !matches!(left, BodyLeft::Done) {
             upstream.clear();

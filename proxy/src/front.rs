@@ -140,22 +140,22 @@ pub fn header_parsed() {
 /// A pingora `ServerApp` serving HTTP/1 through the ringress proxy.
 pub struct Front {
     proxy: Arc<HttpProxy<Proxy>>,
-    fast: FastPath,
+    /// `None` with `--fast-path off`: every request goes to pingora's pipeline.
+    fast: Option<FastPath>,
     ingress: Arc<Ingress>,
     limits: HeaderLimits,
 }
 
 impl Front {
-    /// `poll_interval`: see [`crate::pacer`]; zero blocks until woken.
     pub fn new(
         proxy: HttpProxy<Proxy>,
         ingress: Arc<Ingress>,
         limits: HeaderLimits,
-        poll_interval: Duration,
+        fast_path: bool,
     ) -> Self {
         Self {
             proxy: Arc::new(proxy),
-            fast: FastPath::new(Arc::clone(&ingress), poll_interval),
+            fast: fast_path.then(|| FastPath::new(Arc::clone(&ingress))),
             ingress,
             limits,
         }
@@ -185,15 +185,13 @@ impl Front {
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let shutting_down = *shutdown.borrow();
-        let parsed = || watch.phase.store(PARSED, Relaxed);
-        match self
-            .fast
-            .serve(&mut stream, conn, parsed, shutting_down)
-            .await?
-        {
-            Outcome::KeepAlive => return Some(stream),
-            Outcome::Close => return None,
-            Outcome::Fallback => watch.set_replay(conn.head.split().freeze()),
+        if let Some(fast) = &self.fast {
+            let parsed = || watch.phase.store(PARSED, Relaxed);
+            match fast.serve(&mut stream, conn, parsed, shutting_down).await? {
+                Outcome::KeepAlive => return Some(stream),
+                Outcome::Close => return None,
+                Outcome::Fallback => watch.set_replay(conn.head.split().freeze()),
+            }
         }
         let mut session = ServerSession::new_http1(stream);
         // As pingora does: no keep-alive once shutting down. The per-read idle

@@ -11,7 +11,6 @@ pub mod kubernetes;
 pub mod lazy_timer;
 pub mod lifo;
 pub mod metrics;
-pub mod pacer;
 pub mod proxy;
 pub mod request;
 pub mod runtime;

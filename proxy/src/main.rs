@@ -84,7 +84,7 @@ fn serve(args: ringress::cli::ServeArgs) -> ExitCode {
             max_header: args.max_request_header,
         },
         max_request_body: args.max_request_body,
-        poll_interval: args.poll_interval,
+        fast_path: args.fast_path,
     };
     match server::run(settings) {
         Ok(never) => match never {},

@@ -43,8 +43,6 @@ pub struct Metrics {
     pub route_generation: IntGauge,
     pub reload_seconds: Histogram,
     pub rejected: Rejections,
-    /// Intervals the workers' pacers ran (`--poll-interval`).
-    pub paced_polls: IntCounter,
     routes: Mutex<HashMap<String, Arc<RouteMetrics>>>,
 }
 
@@ -240,11 +238,6 @@ impl Metrics {
             .buckets(RELOAD_BUCKETS.to_vec()),
         )
         .unwrap();
-        let paced_polls = IntCounter::new(
-            "ringress_paced_polls_total",
-            "Event collections by workers pacing themselves while busy (--poll-interval); flat when idle",
-        )
-        .unwrap();
         let rejected_vec = IntCounterVec::new(
             Opts::new(
                 "ringress_rejected_requests_total",
@@ -268,7 +261,6 @@ impl Metrics {
             Box::new(reload_failures.clone()),
             Box::new(route_generation.clone()),
             Box::new(reload_seconds.clone()),
-            Box::new(paced_polls.clone()),
         ] {
             registry.register(c).unwrap();
         }
@@ -286,7 +278,6 @@ impl Metrics {
             route_generation,
             reload_seconds,
             rejected,
-            paced_polls,
             routes: Mutex::new(HashMap::new()),
         }
     }

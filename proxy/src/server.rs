@@ -41,8 +41,8 @@ pub struct Settings {
     pub header_limits: HeaderLimits,
     /// `--max-request-body`: larger bodies get 413.
     pub max_request_body: Option<u64>,
-    /// `--poll-interval`: event pacing while busy (`pacer`); zero is off.
-    pub poll_interval: Duration,
+    /// `--fast-path`: plain GET/HEAD on ringress's own HTTP/1 loop.
+    pub fast_path: bool,
 }
 
 /// A start-up failure, reported to the operator before anything serves.
@@ -75,11 +75,6 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
 
     let grace = settings.grace_period.as_secs().max(1);
     let work_stealing = std::env::var_os("RINGRESS_WORK_STEALING").is_some();
-    // The pacer sleeps its worker thread: only for a runtime per thread.
-    let poll_interval = match work_stealing {
-        true => Duration::ZERO,
-        false => settings.poll_interval,
-    };
     let conf = ServerConf {
         threads: settings.threads.max(1),
         grace_period_seconds: Some(grace),
@@ -103,7 +98,7 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
             proxy,
             Arc::clone(&ingress),
             settings.header_limits,
-            poll_interval,
+            settings.fast_path,
         ),
     );
     // pingora's default 1460-byte write buffer sends a response header and its

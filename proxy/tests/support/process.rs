@@ -15,6 +15,12 @@ pub struct Ringress {
     pub routes: PathBuf,
 }
 
+/// `RINGRESS_FAST_PATH` (`on` or `off`, default `on`): the `--fast-path`
+/// setting every test proxy runs with. `.ci/run` runs the suite under both.
+pub fn fast_path() -> String {
+    std::env::var("RINGRESS_FAST_PATH").unwrap_or_else(|_| "on".into())
+}
+
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_ringress")
 }
@@ -100,6 +106,7 @@ impl Ringress {
                 &admin.to_string(),
             ])
             .args(["--threads", "2"])
+            .args(["--fast-path", &fast_path()])
             .args(extra)
             .env(
                 "RUST_LOG",
