@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringress::lifo::{LifoConfig, LifoQueue, Permit};
+use ringress::data::lifo::{LifoConfig, LifoQueue, Permit};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 

@@ -10,7 +10,7 @@ use std::fmt::Write;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use ringress::state::Ingress;
+use ringress::control::ingress::Ingress;
 use ringress_ring::{build, Algorithm, Registry};
 use ringress_routes::{PortRef, RouteTable, ServiceRef};
 

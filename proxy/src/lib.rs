@@ -1,21 +1,15 @@
-//! The ringress proxy: pingora data plane, admin endpoint, metrics, route-file
-//! watching, Kubernetes discovery and LIFO admission.
-pub mod access_log;
+//! The ringress proxy. Four layers, each importing only the ones below it
+//! (checked by `proxy/tests/layering.rs`; ARCHITECTURE.md walks through them):
+//!
+//! 1. [`cli`]: command line and the assembly of the pingora server.
+//! 2. [`admin`]: the admin listener (`/metrics`, `/readyz`, `/routes`, `/ring`).
+//! 3. [`control`]: the control plane, from a route file or an EndpointSlice
+//!    change to the routing table in force.
+//! 4. [`data`]: the data plane: one request-policy core ([`data::policy`])
+//!    behind every transport ([`data::transport`]).
+//!
+//! Below them, the pure crates `ringress-ring` and `ringress-routes`.
 pub mod admin;
 pub mod cli;
-pub mod discovery;
-pub mod fast_path;
-pub mod front;
-pub mod h1;
-pub mod kubernetes;
-pub mod lazy_timer;
-pub mod lifo;
-pub mod metrics;
-pub mod proxy;
-pub mod request;
-pub mod runtime;
-pub mod server;
-pub mod shutdown;
-pub mod state;
-pub mod upstream_pool;
-pub mod watch;
+pub mod control;
+pub mod data;

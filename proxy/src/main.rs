@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ringress::cli::{Cli, Command};
-use ringress::server::{self, Settings};
+use ringress::cli::serve::{self, Settings};
 use ringress_ring::{hash_key, HashRing, Registry};
 use ringress_routes::RouteTable;
 
@@ -73,12 +73,12 @@ fn serve(args: ringress::cli::ServeArgs) -> ExitCode {
         reload_interval: args.reload_interval,
         access_log: args.access_log,
         kubeconfig: args.kubeconfig,
-        listener_limit: args.max_concurrency.map(|n| ringress::lifo::LifoConfig {
+        listener_limit: args.max_concurrency.map(|n| ringress::data::lifo::LifoConfig {
             max_concurrency: n as usize,
             max_queue_size: args.max_queue,
             timeout: args.queue_timeout,
         }),
-        header_limits: ringress::front::HeaderLimits {
+        header_limits: ringress::data::transport::front::HeaderLimits {
             idle: args.idle_timeout,
             header_timeout: args.request_header_timeout,
             max_header: args.max_request_header,
@@ -86,7 +86,7 @@ fn serve(args: ringress::cli::ServeArgs) -> ExitCode {
         max_request_body: args.max_request_body,
         fast_path: args.fast_path,
     };
-    match server::run(settings) {
+    match serve::run(settings) {
         Ok(never) => match never {},
         Err(e) => {
             eprintln!("ringress: {e}");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use k8s_apiserver::{not_ready, ready, slice, terminating, unknown, FakeApiServer};
 use prometheus::proto::MetricType;
 use prometheus::Registry;
-use ringress::discovery::{
+use ringress::control::discovery::{
     Discovery, DiscoveryMetrics, EndpointsSink, PortSpec, RetryBackoff, ServiceTarget,
 };
 use tokio::sync::oneshot;
@@ -222,7 +222,7 @@ async fn initial_sync_through_a_kubeconfig_file() {
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("kubeconfig");
     server.write_kubeconfig(&kubeconfig);
-    let client = ringress::discovery::client(Some(&kubeconfig))
+    let client = ringress::control::discovery::client(Some(&kubeconfig))
         .await
         .expect("client");
 

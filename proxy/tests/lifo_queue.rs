@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
-use ringress::lifo::{LifoConfig, LifoMetrics, LifoQueue, LifoRegistry, Permit, Rejection};
+use ringress::data::lifo::{LifoConfig, LifoMetrics, LifoQueue, LifoRegistry, Permit, Rejection};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, Instant};

@@ -1,4 +1,6 @@
 //! Command line: serve, `check`, `ring`.
+pub mod serve;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -74,7 +76,7 @@ pub struct ServeArgs {
     /// `on`: plain keep-alive GET/HEAD requests are served by ringress's own
     /// HTTP/1 loop; `off`: every request goes through pingora's proxy pipeline.
     /// Both apply the same request policy (ARCHITECTURE.md).
-    #[arg(long, default_value = "on", value_parser = parse_switch, value_name = "on|off")]
+    #[arg(long, default_value = "on", value_parser = parse_switch, value_name = "on|off", action = clap::ArgAction::Set)]
     pub fast_path: bool,
 }
 

@@ -37,10 +37,10 @@ use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use crate::fast_path::{self, FastPath, Outcome};
-use crate::metrics::Reject;
-use crate::proxy::Proxy;
-use crate::state::Ingress;
+use crate::data::transport::fast_h1::{self, FastPath, Outcome};
+use crate::data::metrics::Reject;
+use crate::data::transport::pingora::Proxy;
+use crate::control::ingress::Ingress;
 
 /// Limits on reading a request header.
 #[derive(Debug, Clone, Copy)]
@@ -165,7 +165,7 @@ impl Front {
         let client = stream
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
-        let mut conn = fast_path::Connection::new(client);
+        let mut conn = fast_h1::Connection::new(client);
         let mut timer = Box::pin(tokio::time::sleep(Duration::ZERO));
         while let Some(reused) = self
             .one_request(stream, &mut conn, &watch, timer.as_mut(), shutdown)
@@ -180,7 +180,7 @@ impl Front {
     async fn next_request(
         &self,
         mut stream: Stream,
-        conn: &mut fast_path::Connection,
+        conn: &mut fast_h1::Connection,
         watch: &Watch,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
@@ -208,7 +208,7 @@ impl Front {
     async fn one_request(
         &self,
         stream: Stream,
-        conn: &mut fast_path::Connection,
+        conn: &mut fast_h1::Connection,
         watch: &Watch,
         mut timer: Pin<&mut Sleep>,
         shutdown: &ShutdownWatch,

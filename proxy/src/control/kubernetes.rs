@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use ringress_routes::{PortRef, ServiceRef};
 
-use crate::discovery::{self, Discovery, DiscoveryMetrics, EndpointsSink, PortSpec, ServiceTarget};
-use crate::state::{Ingress, ServiceWatch};
+use crate::control::discovery::{self, Discovery, DiscoveryMetrics, EndpointsSink, PortSpec, ServiceTarget};
+use crate::control::ingress::{Ingress, ServiceWatch};
 
 /// How long to wait before trying again to build a Kubernetes client.
 const CLIENT_RETRY: Duration = Duration::from_secs(5);

@@ -15,8 +15,8 @@ use hyper_util::rt::TokioIo;
 use ringress_ring::{hash_key, pick_admitted, Algorithm, NoExclusion, PickContext};
 use serde_json::json;
 
-use crate::runtime::now_ms;
-use crate::state::Ingress;
+use crate::data::table::now_ms;
+use crate::control::ingress::Ingress;
 
 /// Serves admin requests on `listener` until the process exits.
 pub async fn serve(listener: std::net::TcpListener, ingress: Arc<Ingress>) {
@@ -141,7 +141,7 @@ fn ring(ingress: &Ingress, query: &str) -> Response<Full<Bytes>> {
     };
     let ctx = PickContext {
         key_hash: hash_key(key.as_bytes()),
-        random: crate::request::random_u64(),
+        random: crate::data::policy::request::random_u64(),
     };
     // The data plane's choice: ejected endpoints avoided unless all are.
     let now = now_ms();

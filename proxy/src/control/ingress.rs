@@ -8,9 +8,9 @@ use arc_swap::ArcSwap;
 use ringress_ring::Registry;
 use ringress_routes::{BackendTarget, RouteErrors, RouteSource, RouteTable, ServiceRef};
 
-use crate::lifo::{LifoConfig, LifoMetrics, LifoQueue};
-use crate::metrics::{Metrics, RouteMetrics, ScrapeGauge, NO_ROUTE};
-use crate::runtime::{Queues, Runtime, ServiceEndpoints};
+use crate::data::lifo::{LifoConfig, LifoMetrics, LifoQueue};
+use crate::data::metrics::{Metrics, RouteMetrics, ScrapeGauge, NO_ROUTE};
+use crate::data::table::{Queues, Runtime, ServiceEndpoints};
 
 /// Told which Services the route table references, so it can watch them.
 pub trait ServiceWatch: Send + Sync {
@@ -238,7 +238,7 @@ impl Ingress {
             "endpoint",
             move || {
                 weak.upgrade().map_or_else(Vec::new, |ingress| {
-                    let now = crate::runtime::now_ms();
+                    let now = crate::data::table::now_ms();
                     ingress
                         .registry
                         .snapshot()

@@ -13,16 +13,15 @@ use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use ringress_routes::RouteTable;
 
-use crate::discovery::DiscoveryMetrics;
-use crate::front::{Front, HeaderLimits};
-use crate::kubernetes::KubeBridge;
-use crate::lifo::LifoConfig;
-use crate::proxy::Proxy;
-use crate::shutdown::DrainOnSignal;
-use crate::state::Ingress;
+use crate::control::discovery::DiscoveryMetrics;
+use crate::data::transport::front::{Front, HeaderLimits};
+use crate::data::transport::DOWNSTREAM_WRITE_BUFFER;
+use crate::control::kubernetes::KubeBridge;
+use crate::data::lifo::LifoConfig;
+use crate::data::transport::pingora::Proxy;
+use crate::control::shutdown::DrainOnSignal;
+use crate::control::ingress::Ingress;
 
-/// Bytes of response buffered before a write to the client (see `run`).
-pub(crate) const DOWNSTREAM_WRITE_BUFFER: usize = 16 * 1024;
 
 pub struct Settings {
     pub routes: PathBuf,
@@ -126,7 +125,7 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
         },
     ));
     let bridge = KubeBridge::new(&ingress);
-    ingress.set_service_watch(Arc::clone(&bridge) as Arc<dyn crate::state::ServiceWatch>);
+    ingress.set_service_watch(Arc::clone(&bridge) as Arc<dyn crate::control::ingress::ServiceWatch>);
     let discovery_metrics = DiscoveryMetrics::new(ingress.metrics.registry())
         .map_err(|e| StartError(format!("discovery metrics: {e}")))?;
     server.add_service(background_service(
@@ -179,7 +178,7 @@ struct RouteWatcher {
 #[async_trait]
 impl BackgroundService for RouteWatcher {
     async fn start(&self, _shutdown: ShutdownWatch) {
-        crate::watch::watch_routes(
+        crate::control::route_file::watch_routes(
             self.path.clone(),
             self.initial.clone(),
             self.interval,

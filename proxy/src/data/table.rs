@@ -10,8 +10,8 @@ use prometheus::{Histogram, IntCounter};
 use ringress_ring::{build, Algorithm, Balancer, HealthPolicy, Registry};
 use ringress_routes::{BackendTarget, Route, RouteTable, ServiceRef};
 
-use crate::lifo::{LifoConfig, LifoMetrics, LifoQueue, LifoRegistry};
-use crate::metrics::{Metrics, RouteMetrics};
+use crate::data::lifo::{LifoConfig, LifoMetrics, LifoQueue, LifoRegistry};
+use crate::data::metrics::{Metrics, RouteMetrics};
 
 /// Where to connect for one balancer endpoint.
 pub struct Upstream {

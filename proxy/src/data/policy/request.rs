@@ -8,7 +8,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use ringress_routes::RequestParts;
 
-use crate::h1::HOP_BY_HOP;
+use crate::data::transport::h1::HOP_BY_HOP;
 
 /// A route matcher's view of a pingora request header.
 pub struct RequestView<'a> {

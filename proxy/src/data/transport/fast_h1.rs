@@ -24,15 +24,15 @@ use ringress_routes::{RequestParts, Timeouts};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::access_log;
-use crate::h1::{is_hop_by_hop, response_framing, BodyFraming, ChunkedEnd};
-use crate::lazy_timer::LazyTimer;
-use crate::proxy::{key_hash_of, record_connection_failure};
-use crate::request::{normalize_path, random_u64, write_ip};
-use crate::runtime::{ms_since_start, RouteRuntime};
-use crate::server::DOWNSTREAM_WRITE_BUFFER;
-use crate::state::Ingress;
-use crate::upstream_pool;
+use crate::data::access_log;
+use crate::data::transport::h1::{is_hop_by_hop, response_framing, BodyFraming, ChunkedEnd};
+use crate::data::transport::lazy_timer::LazyTimer;
+use crate::data::transport::pingora::{key_hash_of, record_connection_failure};
+use crate::data::policy::request::{normalize_path, random_u64, write_ip};
+use crate::data::table::{ms_since_start, RouteRuntime};
+use crate::data::transport::DOWNSTREAM_WRITE_BUFFER;
+use crate::control::ingress::Ingress;
+use crate::data::transport::upstream_pool;
 
 /// Request headers the fast path reads; a request with more goes to pingora.
 const MAX_REQUEST_HEADERS: usize = 32;
@@ -445,7 +445,7 @@ struct Exchange<'a> {
     rr: &'a RouteRuntime,
     req: &'a Request<'a>,
     start: Instant,
-    _active: crate::state::ActiveRequest,
+    _active: crate::control::ingress::ActiveRequest,
     endpoint: Option<usize>,
     upstream_start: Option<Instant>,
     guard: Option<InFlightGuard>,

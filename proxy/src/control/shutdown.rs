@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::state::Ingress;
+use crate::control::ingress::Ingress;
 
 pub struct DrainOnSignal {
     pub ingress: Arc<Ingress>,

@@ -14,15 +14,15 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use ringress_ring::{hash_key, pick_admitted, Algorithm, InFlightGuard, PickContext};
 use ringress_routes::{Match, RequestParts};
 
-use crate::access_log;
-use crate::lifo::{Permit, Rejection};
-use crate::metrics::Reject;
-use crate::request::{
+use crate::data::access_log;
+use crate::data::lifo::{Permit, Rejection};
+use crate::data::metrics::Reject;
+use crate::data::policy::request::{
     add_forwarded, has_content_length, normalize_path, random_u64, strip_hop_by_hop, AboveRoot,
     RequestView,
 };
-use crate::runtime::{ms_since_start, now_ms, RouteRuntime, Runtime};
-use crate::state::{ActiveRequest, Ingress};
+use crate::data::table::{ms_since_start, now_ms, RouteRuntime, Runtime};
+use crate::control::ingress::{ActiveRequest, Ingress};
 
 pub struct Proxy {
     ingress: Arc<Ingress>,
@@ -228,7 +228,7 @@ impl ProxyHttp for Proxy {
     fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     fn new_ctx(&self) -> Ctx {
-        crate::front::header_parsed();
+        crate::data::transport::front::header_parsed();
         Ctx {
             _active: self.ingress.track_request(),
             start: Instant::now(),

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::state::Ingress;
+use crate::control::ingress::Ingress;
 
 pub async fn watch_routes(
     path: PathBuf,

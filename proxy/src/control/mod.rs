@@ -1,0 +1,8 @@
+//! The control plane: the route file and Kubernetes discovery produce the
+//! routing table the data plane reads ([`crate::data::table`]), rebuilt off
+//! the hot path and swapped whole.
+pub mod discovery;
+pub mod ingress;
+pub mod kubernetes;
+pub mod route_file;
+pub mod shutdown;
