@@ -4,8 +4,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ringress::cli::{Cli, Command};
 use ringress::cli::serve::{self, Settings};
+use ringress::cli::{Cli, Command};
 use ringress_ring::{hash_key, HashRing, Registry};
 use ringress_routes::RouteTable;
 
@@ -73,11 +73,13 @@ fn serve(args: ringress::cli::ServeArgs) -> ExitCode {
         reload_interval: args.reload_interval,
         access_log: args.access_log,
         kubeconfig: args.kubeconfig,
-        listener_limit: args.max_concurrency.map(|n| ringress::data::lifo::LifoConfig {
-            max_concurrency: n as usize,
-            max_queue_size: args.max_queue,
-            timeout: args.queue_timeout,
-        }),
+        listener_limit: args
+            .max_concurrency
+            .map(|n| ringress::data::lifo::LifoConfig {
+                max_concurrency: n as usize,
+                max_queue_size: args.max_queue,
+                timeout: args.queue_timeout,
+            }),
         header_limits: ringress::data::transport::front::HeaderLimits {
             idle: args.idle_timeout,
             header_timeout: args.request_header_timeout,

@@ -15,8 +15,8 @@ use hyper_util::rt::TokioIo;
 use ringress_ring::{hash_key, pick_admitted, Algorithm, NoExclusion, PickContext};
 use serde_json::json;
 
-use crate::data::table::now_ms;
 use crate::control::ingress::Ingress;
+use crate::data::table::now_ms;
 
 /// Serves admin requests on `listener` until the process exits.
 pub async fn serve(listener: std::net::TcpListener, ingress: Arc<Ingress>) {
@@ -54,7 +54,7 @@ fn handle(ingress: &Ingress, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => readyz(ingress),
         "/metrics" => {
-            let mut resp = text(StatusCode::OK, ingress.metrics.render());
+            let mut resp = text(StatusCode::OK, ingress.metrics().render());
             resp.headers_mut().insert(
                 http::header::CONTENT_TYPE,
                 http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -141,7 +141,7 @@ fn ring(ingress: &Ingress, query: &str) -> Response<Full<Bytes>> {
     };
     let ctx = PickContext {
         key_hash: hash_key(key.as_bytes()),
-        random: crate::data::policy::request::random_u64(),
+        random: crate::data::policy::attempts::random_u64(),
     };
     // The data plane's choice: ejected endpoints avoided unless all are.
     let now = now_ms();

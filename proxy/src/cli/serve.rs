@@ -14,14 +14,13 @@ use pingora::services::listening::Service;
 use ringress_routes::RouteTable;
 
 use crate::control::discovery::DiscoveryMetrics;
-use crate::data::transport::front::{Front, HeaderLimits};
-use crate::data::transport::DOWNSTREAM_WRITE_BUFFER;
-use crate::control::kubernetes::KubeBridge;
-use crate::data::lifo::LifoConfig;
-use crate::data::transport::pingora::Proxy;
-use crate::control::shutdown::DrainOnSignal;
 use crate::control::ingress::Ingress;
-
+use crate::control::kubernetes::KubeBridge;
+use crate::control::shutdown::DrainOnSignal;
+use crate::data::lifo::LifoConfig;
+use crate::data::transport::front::{Front, HeaderLimits};
+use crate::data::transport::pingora::Proxy;
+use crate::data::transport::DOWNSTREAM_WRITE_BUFFER;
 
 pub struct Settings {
     pub routes: PathBuf,
@@ -88,14 +87,14 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
 
     let proxy = pingora::proxy::http_proxy(
         &server.configuration,
-        Proxy::new(Arc::clone(&ingress)).with_max_body(settings.max_request_body),
+        Proxy::new(Arc::clone(&ingress.data)).with_max_body(settings.max_request_body),
     );
     // pingora's HTTP/1 loop, plus header timeouts and limits (see `front`).
     let mut proxy = Service::new(
         "ringress proxy".to_string(),
         Front::new(
             proxy,
-            Arc::clone(&ingress),
+            Arc::clone(&ingress.data),
             settings.header_limits,
             settings.fast_path,
         ),
@@ -125,8 +124,9 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
         },
     ));
     let bridge = KubeBridge::new(&ingress);
-    ingress.set_service_watch(Arc::clone(&bridge) as Arc<dyn crate::control::ingress::ServiceWatch>);
-    let discovery_metrics = DiscoveryMetrics::new(ingress.metrics.registry())
+    ingress
+        .set_service_watch(Arc::clone(&bridge) as Arc<dyn crate::control::ingress::ServiceWatch>);
+    let discovery_metrics = DiscoveryMetrics::new(ingress.metrics().registry())
         .map_err(|e| StartError(format!("discovery metrics: {e}")))?;
     server.add_service(background_service(
         "kubernetes discovery",

@@ -1,16 +1,20 @@
-//! State shared by the data plane, the admin listener, the route-file watcher
-//! and discovery.
+//! The control plane's state: the route source, discovered endpoints and the
+//! admission queues, from which it builds the routing table and publishes it
+//! to the data plane ([`DataPlane`]). Rebuilds are serialised so the last
+//! change always wins; name lookups happen before the rebuild lock is taken.
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use arc_swap::ArcSwap;
 use ringress_ring::Registry;
 use ringress_routes::{BackendTarget, RouteErrors, RouteSource, RouteTable, ServiceRef};
 
+use crate::control::resolve::Resolved;
+use crate::control::table_build::{build_runtime, Queues, ServiceEndpoints};
 use crate::data::lifo::{LifoConfig, LifoMetrics, LifoQueue};
-use crate::data::metrics::{Metrics, RouteMetrics, ScrapeGauge, NO_ROUTE};
-use crate::data::table::{Queues, Runtime, ServiceEndpoints};
+use crate::data::metrics::{Metrics, ScrapeGauge};
+use crate::data::plane::DataPlane;
+use crate::data::table::Runtime;
 
 /// Told which Services the route table references, so it can watch them.
 pub trait ServiceWatch: Send + Sync {
@@ -21,20 +25,18 @@ pub trait ServiceWatch: Send + Sync {
 
 pub struct Ingress {
     source: RouteSource,
-    runtime: ArcSwap<Runtime>,
+    /// What the transports read: the table in force, metrics, queues.
+    pub data: Arc<DataPlane>,
     pub registry: Registry,
-    pub metrics: Metrics,
-    pub no_route: Arc<RouteMetrics>,
     queues: Queues,
-    /// `--max-concurrency`: one LIFO admission for the whole listener.
-    pub listener_queue: Option<Arc<LifoQueue>>,
     services: Mutex<ServiceEndpoints>,
+    /// Addresses of the endpoint names in the route file, looked up before
+    /// each rebuild (never under `rebuild`, never on a runtime thread).
+    resolved: Mutex<Arc<Resolved>>,
     /// Serialises rebuilds so the last change always wins.
     rebuild: Mutex<()>,
     service_watch: OnceLock<Arc<dyn ServiceWatch>>,
     draining: AtomicBool,
-    active: AtomicUsize,
-    pub access_log: bool,
 }
 
 impl Ingress {
@@ -45,7 +47,6 @@ impl Ingress {
         listener_limit: Option<LifoConfig>,
     ) -> Arc<Self> {
         let metrics = Metrics::new();
-        let no_route = metrics.route(NO_ROUTE);
         let lifo_metrics =
             LifoMetrics::new(metrics.registry()).expect("lifo metrics register once");
         let listener_queue =
@@ -54,38 +55,43 @@ impl Ingress {
         let source = RouteSource::new(origin, table);
         let table = source.current();
         let registry = Registry::new();
-        let runtime = Runtime::build(
+        // Start-up: no runtime runs yet, a blocking lookup is fine here.
+        let resolved = Arc::new(Resolved::lookup(&table, None));
+        let runtime = build_runtime(
             Arc::clone(&table),
             &ServiceEndpoints::new(),
             &Runtime::empty(),
             &registry,
             &metrics,
             &queues,
+            &resolved,
         );
+        let data = Arc::new(DataPlane::new(metrics, listener_queue, access_log));
+        data.publish(Arc::new(runtime));
         let ingress = Arc::new(Self {
             source,
-            runtime: ArcSwap::from_pointee(runtime),
+            data,
             registry,
-            metrics,
-            no_route,
             queues,
-            listener_queue,
             services: Mutex::new(ServiceEndpoints::new()),
+            resolved: Mutex::new(resolved),
             rebuild: Mutex::new(()),
             service_watch: OnceLock::new(),
             draining: AtomicBool::new(false),
-            active: AtomicUsize::new(0),
-            access_log,
         });
-        ingress.metrics.reloads.inc();
+        ingress.metrics().reloads.inc();
         ingress.register_scrape_gauges();
         ingress
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.data.metrics
     }
 
     /// The runtime in force; cheap, never blocks.
     #[inline]
     pub fn runtime(&self) -> Arc<Runtime> {
-        self.runtime.load_full()
+        self.data.runtime()
     }
 
     pub fn generation(&self) -> u64 {
@@ -93,16 +99,20 @@ impl Ingress {
     }
 
     /// Compiles a new route file text and puts it in force; on errors the
-    /// previous table stays and the failure is counted.
+    /// previous table stays and the failure is counted. Looks up endpoint
+    /// names (blocking): call it off the runtime threads (`spawn_blocking`).
     pub fn reload(&self, text: &str) -> Result<(), RouteErrors> {
         match self.source.reload(text) {
             Ok(table) => {
-                self.metrics.reloads.inc();
+                self.metrics().reloads.inc();
+                let previous = Arc::clone(&self.resolved.lock().unwrap_or_else(|e| e.into_inner()));
+                let resolved = Arc::new(Resolved::lookup(&table, Some(&previous)));
+                *self.resolved.lock().unwrap_or_else(|e| e.into_inner()) = resolved;
                 self.rebuild_with(Some(table));
                 Ok(())
             }
             Err(errors) => {
-                self.metrics.reload_failures.inc();
+                self.metrics().reload_failures.inc();
                 Err(errors)
             }
         }
@@ -145,38 +155,40 @@ impl Ingress {
         };
         let kept = endpoints(next);
         for gone in endpoints(previous).difference(&kept) {
-            self.metrics.forget_endpoint(gone);
+            self.metrics().forget_endpoint(gone);
         }
         for route in &previous.routes {
             if next.route(&route.route.name).is_none() {
-                self.metrics.forget_route(&route.route.name);
+                self.metrics().forget_route(&route.route.name);
             }
         }
     }
 
     fn rebuild_with(&self, table: Option<Arc<RouteTable>>) {
+        let resolved = Arc::clone(&self.resolved.lock().unwrap_or_else(|e| e.into_inner()));
         let _serial = self.rebuild.lock().unwrap_or_else(|e| e.into_inner());
-        let previous = self.runtime.load_full();
+        let previous = self.runtime();
         let table = table.unwrap_or_else(|| Arc::clone(&previous.table));
         let services = self
             .services
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let next = Runtime::build(
+        let next = build_runtime(
             Arc::clone(&table),
             &services,
             &previous,
             &self.registry,
-            &self.metrics,
+            self.metrics(),
             &self.queues,
+            &resolved,
         );
         let next = Arc::new(next);
-        self.runtime.store(Arc::clone(&next));
+        self.data.publish(Arc::clone(&next));
         self.forget_removed(&previous, &next);
         drop(previous);
         self.registry.prune();
-        self.metrics
+        self.metrics()
             .route_generation
             .set(self.source.generation() as i64);
         self.announce_services(&table);
@@ -206,12 +218,7 @@ impl Ingress {
 
     /// Downstream requests being handled right now.
     pub fn active_requests(&self) -> usize {
-        self.active.load(Ordering::SeqCst)
-    }
-
-    pub fn track_request(self: &Arc<Self>) -> ActiveRequest {
-        self.active.fetch_add(1, Ordering::SeqCst);
-        ActiveRequest(Arc::clone(self))
+        self.data.active_requests()
     }
 
     fn register_scrape_gauges(self: &Arc<Self>) {
@@ -281,19 +288,10 @@ impl Ingress {
                 })
             },
         );
-        let registry = self.metrics.registry();
+        let registry = self.metrics().registry();
         registry.register(Box::new(in_flight)).unwrap();
         registry.register(Box::new(ejected)).unwrap();
         registry.register(Box::new(endpoints)).unwrap();
         registry.register(Box::new(active)).unwrap();
-    }
-}
-
-/// Counts one downstream request until dropped (after its response is sent).
-pub struct ActiveRequest(Arc<Ingress>);
-
-impl Drop for ActiveRequest {
-    fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::SeqCst);
     }
 }

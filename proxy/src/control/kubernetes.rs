@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use ringress_routes::{PortRef, ServiceRef};
 
-use crate::control::discovery::{self, Discovery, DiscoveryMetrics, EndpointsSink, PortSpec, ServiceTarget};
+use crate::control::discovery::{
+    self, Discovery, DiscoveryMetrics, EndpointsSink, PortSpec, ServiceTarget,
+};
 use crate::control::ingress::{Ingress, ServiceWatch};
 
 /// How long to wait before trying again to build a Kubernetes client.

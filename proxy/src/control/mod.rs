@@ -4,5 +4,7 @@
 pub mod discovery;
 pub mod ingress;
 pub mod kubernetes;
+pub mod resolve;
 pub mod route_file;
 pub mod shutdown;
+pub mod table_build;

@@ -30,7 +30,7 @@ pub async fn watch_routes(
                         "route file {}: {e}; the routes in force stay",
                         path.display()
                     );
-                    ingress.metrics.reload_failures.inc();
+                    ingress.metrics().reload_failures.inc();
                     unreadable = true;
                 }
                 continue;
@@ -40,10 +40,20 @@ pub async fn watch_routes(
             continue;
         }
         let started = Instant::now();
-        match ingress.reload(&text) {
+        // Compiling the table and looking up endpoint names block: not on a
+        // runtime thread, which also serves requests.
+        let reload = {
+            let (ingress, text) = (Arc::clone(&ingress), text.clone());
+            tokio::task::spawn_blocking(move || ingress.reload(&text)).await
+        };
+        let Ok(reload) = reload else {
+            log::error!("route file {}: reload task failed", path.display());
+            continue;
+        };
+        match reload {
             Ok(()) => {
                 ingress
-                    .metrics
+                    .metrics()
                     .reload_seconds
                     .observe(started.elapsed().as_secs_f64());
                 log::info!(

@@ -4,6 +4,7 @@
 pub mod access_log;
 pub mod lifo;
 pub mod metrics;
+pub mod plane;
 pub mod policy;
 pub mod table;
 pub mod transport;

@@ -1,16 +1,16 @@
-//! The fast path: a GET or HEAD without a body, on a route that proxies to
-//! plain-HTTP endpoints without LIFO admission, served on the connection's own
-//! task: the request head is forwarded as it arrived (hop-by-hop headers out,
-//! `X-Forwarded-*` and the route's headers in), the response passes through
-//! with only its framing followed. pingora's proxy pipeline costs ~60k
-//! instructions per request in channels, tasks and header maps; this costs a
-//! fraction (BENCHMARKS.md).
+//! The fast HTTP/1 transport: a GET or HEAD without a body served on the
+//! connection's own task. The request head is forwarded as it arrived, minus
+//! and plus the fields the policy core says (`policy::headers`); the response
+//! passes through with only its framing followed. pingora's proxy pipeline
+//! costs ~60k instructions per request in channels, tasks and header maps;
+//! this costs a fraction (BENCHMARKS.md).
 //!
-//! Everything else goes to pingora's pipeline with the bytes already read
-//! replayed ([`Outcome::Fallback`]): bodies, upgrades, HTTP/1.0, unusual or
-//! malformed requests, paths that need normalising, no route, `status` routes,
-//! routes without endpoints, TLS endpoints and LIFO queues. So each rejection
-//! keeps one implementation, with its status and metric.
+//! Every decision is the policy core's (route, key, admission, candidates,
+//! retries, health, response checks, error answers, metrics, access log):
+//! this module only moves bytes. What it cannot carry goes to pingora's
+//! pipeline with the bytes already read replayed ([`Outcome::Fallback`]):
+//! bodies, upgrades, `Expect`, HTTP/1.0, unusual or malformed requests, paths
+//! that need normalising, and routes with TLS endpoints.
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
@@ -19,28 +19,28 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use pingora::protocols::Stream;
-use ringress_ring::{pick_admitted, InFlightGuard, PickContext};
 use ringress_routes::{RequestParts, Timeouts};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::data::access_log;
-use crate::data::transport::h1::{is_hop_by_hop, response_framing, BodyFraming, ChunkedEnd};
+use crate::data::plane::{ActiveRequest, DataPlane};
+use crate::data::policy::attempts::Attempts;
+use crate::data::policy::error::{Answer, ErrorKind, ProxyError};
+use crate::data::policy::headers::{self, ConnectionNames, Forwarded, IpText};
+use crate::data::policy::record::{self, Finished};
+use crate::data::policy::response::{self, BodyFraming, MAX_INTERIM_RESPONSES};
+use crate::data::policy::routing::{self, Permits};
+use crate::data::policy::screen::normalize_path;
+use crate::data::table::RouteRuntime;
+use crate::data::transport::h1::ChunkedEnd;
 use crate::data::transport::lazy_timer::LazyTimer;
-use crate::data::transport::pingora::{key_hash_of, record_connection_failure};
-use crate::data::policy::request::{normalize_path, random_u64, write_ip};
-use crate::data::table::{ms_since_start, RouteRuntime};
-use crate::data::transport::DOWNSTREAM_WRITE_BUFFER;
-use crate::control::ingress::Ingress;
 use crate::data::transport::upstream_pool;
+use crate::data::transport::DOWNSTREAM_WRITE_BUFFER;
 
 /// Request headers the fast path reads; a request with more goes to pingora.
 const MAX_REQUEST_HEADERS: usize = 32;
 /// Response headers the fast path forwards (pingora's limit); a response with more is a 502.
 const MAX_RESPONSE_HEADERS: usize = 256;
-/// Interim (1xx) responses skipped before a final one; an endpoint that
-/// keeps sending them is broken, not slow.
-const MAX_INTERIM_RESPONSES: usize = 16;
 /// Largest response head accepted from an endpoint.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Read size for response bodies.
@@ -75,10 +75,7 @@ pub struct Connection {
 impl Connection {
     /// `client` goes into `X-Forwarded-For` and the access log.
     pub fn new(client: Option<IpAddr>) -> Self {
-        let mut client_text = Vec::new();
-        if let Some(ip) = client {
-            write_ip(&mut client_text, ip);
-        }
+        let client_text = client.map_or_else(Vec::new, |ip| IpText::new(ip).as_bytes().to_vec());
         Self {
             client,
             client_text,
@@ -88,7 +85,7 @@ impl Connection {
 }
 
 pub struct FastPath {
-    ingress: Arc<Ingress>,
+    plane: Arc<DataPlane>,
 }
 
 /// A request head the fast path takes, borrowed from the client's bytes.
@@ -145,6 +142,8 @@ enum UpstreamError {
     Timeout,
     /// The connection broke or the endpoint's answer is not valid HTTP/1.1.
     Broken,
+    /// A head the policy core refuses before the final one.
+    Refused,
 }
 
 /// What is left of a response body to forward.
@@ -156,8 +155,8 @@ enum BodyLeft {
 }
 
 impl FastPath {
-    pub fn new(ingress: Arc<Ingress>) -> Self {
-        Self { ingress }
+    pub fn new(plane: Arc<DataPlane>) -> Self {
+        Self { plane }
     }
 
     /// Reads the next request head and serves it if it is the fast path's.
@@ -192,50 +191,59 @@ impl FastPath {
         else {
             return Some(Outcome::Fallback);
         };
-        let runtime = self.ingress.runtime();
-        let Some(m) = runtime.table.find(&req) else {
-            return Some(Outcome::Fallback);
-        };
-        // `runtime.routes` runs parallel to the table's routes.
-        let Some(rr) = runtime.routes.get(m.index) else {
-            return Some(Outcome::Fallback);
-        };
-        let Some(pool) = &rr.pool else {
-            return Some(Outcome::Fallback);
-        };
-        if pool.balancer.endpoints().is_empty()
-            || !rr.queues.is_empty()
-            || self.ingress.listener_queue.is_some()
-            || pool.any_tls
-        {
-            return Some(Outcome::Fallback);
+        let runtime = self.plane.runtime();
+        let routed = routing::route(&runtime, &req);
+        if let Ok(routed) = routed {
+            let tls = runtime.routes[routed.route]
+                .pool
+                .as_ref()
+                .is_some_and(|p| p.any_tls);
+            if tls {
+                return Some(Outcome::Fallback);
+            }
         }
         parsed();
-        let key_hash = key_hash_of(rr, &m, &req);
-        let out = &mut conn.out;
-        let upstream = &mut conn.upstream;
-        let timer = &mut conn.timer;
         let mut exchange = Exchange {
-            ingress: &self.ingress,
-            rr,
+            plane: &self.plane,
+            rr: None,
             req: &req,
             start,
-            _active: self.ingress.track_request(),
-            endpoint: None,
-            upstream_start: None,
-            guard: None,
-            spilled: false,
-            connect_failures: 0,
+            _active: self.plane.track_request(),
+            attempts: Attempts::default(),
             status: 0,
             shutting_down,
         };
-        write_upstream_head(out, &req, rr);
-        let keep = exchange.run(stream, out, upstream, timer, key_hash).await;
+        let keep = match routed {
+            Ok(routed) => {
+                let rr = &runtime.routes[routed.route];
+                exchange.rr = Some(rr);
+                let permits = match routing::queued(&self.plane, rr) {
+                    true => routing::admit(&self.plane, rr).await,
+                    false => Ok(Permits::default()),
+                };
+                match permits {
+                    Ok(_permits) => {
+                        write_upstream_head(&mut conn.out, &req, rr);
+                        let (out, upstream, timer) =
+                            (&mut conn.out, &mut conn.upstream, &mut conn.timer);
+                        exchange
+                            .run(stream, out, upstream, timer, routed.key_hash)
+                            .await
+                    }
+                    Err(error) => exchange.answer(stream, &mut conn.out, error, false).await,
+                }
+            }
+            Err(unrouted) => {
+                exchange.rr = unrouted.route.map(|i| &runtime.routes[i]);
+                exchange
+                    .answer(stream, &mut conn.out, unrouted.error, false)
+                    .await
+            }
+        };
         exchange.finish();
-        Some(if keep {
-            Outcome::KeepAlive
-        } else {
-            Outcome::Close
+        Some(match keep {
+            true => Outcome::KeepAlive,
+            false => Outcome::Close,
         })
     }
 }
@@ -304,14 +312,7 @@ fn parse_request<'a>(
             }
             host = std::str::from_utf8(h.value).ok();
         } else if name.eq_ignore_ascii_case("connection") {
-            for token in h.value.split(|&b| b == b',') {
-                match token.trim_ascii() {
-                    t if t.eq_ignore_ascii_case(b"close") => client_close = true,
-                    t if t.eq_ignore_ascii_case(b"keep-alive") || t.is_empty() => {}
-                    // Names other hop-by-hop headers: pingora strips them.
-                    _ => return None,
-                }
-            }
+            client_close |= ConnectionNames::parse([h.value]).close;
         } else if [
             "content-length",
             "transfer-encoding",
@@ -357,46 +358,31 @@ fn write_upstream_head(out: &mut Vec<u8>, req: &Request<'_>, rr: &RouteRuntime) 
     out.push(b' ');
     out.extend_from_slice(req.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    let connection = ConnectionNames::parse(
+        req.headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .map(|h| h.value),
+    );
     let mut prior_for: Option<&[u8]> = None;
     for h in req.headers {
         let name = h.name;
         if name.eq_ignore_ascii_case("x-forwarded-for") {
             prior_for.get_or_insert(h.value);
-            continue;
         }
-        if is_hop_by_hop(name)
-            || name.eq_ignore_ascii_case("x-forwarded-proto")
-            || name.eq_ignore_ascii_case("x-forwarded-host")
-            || route_headers
-                .iter()
-                .any(|(n, _)| n.eq_ignore_ascii_case(name))
-        {
-            continue;
+        if !headers::drop_upstream(name, &connection, route_headers, false) {
+            copy_header(out, req.raw, name.as_bytes(), h.value);
         }
-        copy_header(out, req.raw, name.as_bytes(), h.value);
     }
-    // A route's own value for an X-Forwarded-* header replaces ours, as
-    // pingora's `insert_header` does on the other path.
-    let routed = |name: &str| route_headers.iter().any(|(n, _)| n == name);
-    if !routed("x-forwarded-host") {
-        header_line(out, b"X-Forwarded-Host", req.host.as_bytes());
-    }
-    if routed("x-forwarded-for") {
-        // The route's value, written below.
-    } else if req.client.is_some() {
-        out.extend_from_slice(b"X-Forwarded-For: ");
-        if let Some(prior) = prior_for.map(<[u8]>::trim_ascii).filter(|p| !p.is_empty()) {
-            out.extend_from_slice(prior);
-            out.extend_from_slice(b", ");
-        }
-        out.extend_from_slice(req.client_text);
-        out.extend_from_slice(b"\r\n");
-    } else if let Some(prior) = prior_for {
-        header_line(out, b"X-Forwarded-For", prior);
-    }
-    if !routed("x-forwarded-proto") {
-        header_line(out, b"X-Forwarded-Proto", b"http");
-    }
+    let forwarded = Forwarded {
+        prior_for,
+        client: req.client_text,
+        host: Some(req.host.as_bytes()),
+        proto: "http",
+    };
+    forwarded.each(route_headers, |name, value| {
+        header_line(out, name.as_bytes(), value)
+    });
     for (name, value) in route_headers {
         header_line(out, name.as_bytes(), value.as_bytes());
     }
@@ -408,7 +394,7 @@ fn write_upstream_head(out: &mut Vec<u8>, req: &Request<'_>, rr: &RouteRuntime) 
 fn copy_header(out: &mut Vec<u8>, raw: &[u8], name: &[u8], value: &[u8]) {
     match raw_line(raw, name, value) {
         Some(line) => out.extend_from_slice(line),
-        None => header_line(out, name, value),
+        None => header_line(out, name, &headers::unfold(value)),
     }
 }
 
@@ -422,8 +408,12 @@ fn raw_line<'a>(raw: &'a [u8], name: &[u8], value: &[u8]) -> Option<&'a [u8]> {
     let value_start = (value.as_ptr() as usize).checked_sub(base)?;
     let end = value_start.checked_add(value.len())?;
     let gap = raw.get(start + name.len()..value_start)?;
-    // The colon, then only the optional whitespace httparse skipped.
-    if gap.first() != Some(&b':') || !gap[1..].iter().all(|&b| b == b' ' || b == b'\t') {
+    // The colon, then only the optional whitespace httparse skipped; an
+    // obs-folded value (line breaks inside) is rewritten unfolded.
+    if gap.first() != Some(&b':')
+        || !gap[1..].iter().all(|&b| b == b' ' || b == b'\t')
+        || value.iter().any(|&b| b == b'\r' || b == b'\n')
+    {
         return None;
     }
     match raw.get(end..end + 2) {
@@ -441,16 +431,13 @@ fn header_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 
 /// One request's trip to the endpoints, with what its metrics and log need.
 struct Exchange<'a> {
-    ingress: &'a Ingress,
-    rr: &'a RouteRuntime,
+    plane: &'a DataPlane,
+    /// The route matched, if any.
+    rr: Option<&'a RouteRuntime>,
     req: &'a Request<'a>,
     start: Instant,
-    _active: crate::control::ingress::ActiveRequest,
-    endpoint: Option<usize>,
-    upstream_start: Option<Instant>,
-    guard: Option<InFlightGuard>,
-    spilled: bool,
-    connect_failures: u32,
+    _active: ActiveRequest,
+    attempts: Attempts,
     /// 0 when the response was cut after its head (or never written).
     status: u16,
     /// No keep-alive for the client once shutting down.
@@ -467,70 +454,44 @@ impl Exchange<'_> {
         timer: &mut LazyTimer,
         key_hash: u64,
     ) -> bool {
-        let rr = self.rr;
-        let pool = rr.pool.as_ref().expect("fast path routes have a pool");
+        let rr = self.rr.expect("a routed exchange");
         let timeouts = &rr.route.backend.timeouts;
-        let mut tried: Vec<usize> = Vec::new();
         let (answered, addr) = loop {
-            let pick_ctx = PickContext {
-                key_hash,
-                random: random_u64(),
-            };
             // The first pick reuses the request's start: one clock read fewer.
-            let now = match tried.is_empty() {
-                true => self.start,
-                false => Instant::now(),
+            let now = match self.attempts.failures {
+                0 => self.start,
+                _ => Instant::now(),
             };
-            let exclude = |i: usize| tried.contains(&i) || pool.upstreams[i].addr.is_none();
-            let pick = match rr.health {
-                Some(_) => pick_admitted(&*pool.balancer, &pick_ctx, &exclude, ms_since_start(now)),
-                None => pool.balancer.pick(&pick_ctx, &exclude),
+            let candidate = match self.attempts.next(rr, key_hash, now) {
+                Ok(candidate) => candidate,
+                Err(error) => return self.answer(client, out, error, true).await,
             };
-            let Some(pick) = pick else {
-                let (status, body) = match tried.is_empty() {
-                    true => (503, "no endpoints\n"),
-                    false => (502, "all endpoints failed\n"),
-                };
-                return self.answer(client, out, status, body).await;
-            };
-            if pick.spilled() {
-                self.spilled = true;
-                rr.metrics.spills.inc();
-            }
-            let i = pick.endpoint;
-            let addr = pool.upstreams[i]
-                .addr
-                .expect("unresolved endpoints are excluded");
-            self.guard = Some(pool.balancer.endpoints()[i].acquire());
-            self.endpoint = Some(i);
-            self.upstream_start = Some(now);
-            match attempt(addr, out, upstream, timer, timeouts, now).await {
-                Attempt::Ready(answered) => break (answered, addr),
-                // Connection refused or timed out: the next candidate, like pingora's retry.
+            match attempt(candidate.addr, out, upstream, timer, timeouts, now).await {
+                Attempt::Ready(answered) => break (answered, candidate.addr),
+                // Refused or timed out: the next candidate while the budget lasts.
                 Attempt::ConnectFailed => {
-                    rr.metrics.upstream_failures.inc();
-                    record_connection_failure(rr, i);
-                    tried.push(i);
-                    self.guard = None;
-                    self.endpoint = None;
-                    self.connect_failures += 1;
-                    if self.connect_failures > rr.route.backend.retries {
-                        return self
-                            .answer(client, out, 502, "all endpoints failed\n")
-                            .await;
+                    let error = self.attempts.connect_failed(rr);
+                    if !error.retryable {
+                        return self.answer(client, out, error, true).await;
                     }
-                    rr.metrics.retries.inc();
                 }
                 Attempt::Timeout => {
-                    return self.answer(client, out, 504, "upstream timeout\n").await;
+                    let error = ProxyError::new(ErrorKind::UpstreamTimeout);
+                    return self.answer(client, out, error, true).await;
                 }
                 Attempt::Broken { fresh } => {
-                    // A new connection that broke before a response head: the
-                    // endpoint accepts but cannot serve.
                     if fresh {
-                        record_connection_failure(rr, i);
+                        self.attempts.broke_before_head(rr);
                     }
-                    return self.answer(client, out, 502, "upstream error\n").await;
+                    let error = ProxyError::new(ErrorKind::UpstreamBroken);
+                    return self.answer(client, out, error, true).await;
+                }
+                Attempt::BadResponse { fresh } => {
+                    if fresh {
+                        self.attempts.broke_before_head(rr);
+                    }
+                    let error = ProxyError::new(ErrorKind::BadResponse);
+                    return self.answer(client, out, error, true).await;
                 }
             }
         };
@@ -554,7 +515,8 @@ impl Exchange<'_> {
             head_len,
             fresh,
         } = answered;
-        let timeout = self.rr.route.backend.timeouts.response;
+        let rr = self.rr.expect("a routed exchange");
+        let timeout = rr.route.backend.timeouts.response;
         let mut headers = [const { MaybeUninit::uninit() }; MAX_RESPONSE_HEADERS];
         let mut resp = httparse::Response::new(&mut []);
         let head = &upstream[..head_len];
@@ -565,23 +527,31 @@ impl Exchange<'_> {
             .parse_response_with_uninit_headers(&mut resp, head, &mut headers);
         let status = resp.code.unwrap_or(0);
         let head_request = self.req.method == "HEAD";
+        let bad = ProxyError::new(ErrorKind::BadResponse);
         let framing = match parsed {
             Ok(httparse::Status::Complete(_)) => {
-                response_framing(status, head_request, resp.headers).ok()
+                response::check_status(status, false).and_then(|()| {
+                    response::framing(
+                        status,
+                        head_request,
+                        resp.headers.iter().map(|h| (h.name, h.value)),
+                    )
+                })
             }
-            _ => None,
+            _ => Err(bad),
         };
-        let Some(framing) = framing else {
-            // A head that cannot be proxied counts against the endpoint like a
-            // broken connection, and a success only comes with a usable head.
-            if let (true, Some(i)) = (fresh, self.endpoint) {
-                record_connection_failure(self.rr, i);
+        let framing = match framing {
+            Ok(framing) => framing,
+            Err(error) => {
+                // A head that cannot be proxied counts against the endpoint like a
+                // broken connection, and a success only comes with a usable head.
+                if fresh {
+                    self.attempts.broke_before_head(rr);
+                }
+                return self.answer(client, out, error, true).await;
             }
-            return self.answer(client, out, 502, "upstream error\n").await;
         };
-        if let Some(guard) = &self.guard {
-            guard.endpoint().health().record_success();
-        }
+        self.attempts.responded();
         let upstream_close = resp.version != Some(1)
             || resp.headers.iter().any(|h| {
                 h.name.eq_ignore_ascii_case("connection")
@@ -597,7 +567,7 @@ impl Exchange<'_> {
             resp.reason.unwrap_or(""),
             head,
             resp.headers,
-            self.rr,
+            rr,
             keep_client,
         );
         upstream.advance(head_len);
@@ -615,8 +585,14 @@ impl Exchange<'_> {
                     match timer.within(timeout, conn.read_buf(upstream)).await {
                         Ok(Ok(read)) if read > 0 => {}
                         // Nothing reached the client yet: it gets an answer, not a cut.
-                        Ok(_) => return self.answer(client, out, 502, "upstream error\n").await,
-                        Err(_) => return self.answer(client, out, 504, "upstream timeout\n").await,
+                        Ok(_) => {
+                            let error = ProxyError::new(ErrorKind::UpstreamBroken);
+                            return self.answer(client, out, error, true).await;
+                        }
+                        Err(_) => {
+                            let error = ProxyError::new(ErrorKind::UpstreamTimeout);
+                            return self.answer(client, out, error, true).await;
+                        }
                     }
                 }
             }
@@ -654,7 +630,7 @@ impl Exchange<'_> {
             self.status = 0;
             return false;
         }
-        self.guard = None;
+        self.attempts.release();
         if !upstream_close && !extra && framing != BodyFraming::UntilClose {
             // Idle since about the request's start: close enough for a 30 s expiry.
             upstream_pool::give_back(addr, conn, self.start);
@@ -662,68 +638,72 @@ impl Exchange<'_> {
         keep_client
     }
 
-    /// A one-line text answer of the proxy's own; the connection closes after
-    /// it, as pingora's pipeline closes it once an endpoint was chosen.
+    /// The policy core's answer to `error`. `after_pick`: an endpoint was
+    /// chosen, and the connection closes after the answer (as pingora's
+    /// pipeline closes it). Returns whether the client connection stays open.
     async fn answer(
         &mut self,
         client: &mut Stream,
         out: &mut Vec<u8>,
-        status: u16,
-        body: &str,
+        error: ProxyError,
+        after_pick: bool,
     ) -> bool {
-        self.guard = None;
-        out.clear();
-        let reason = http::StatusCode::from_u16(status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .unwrap_or("");
-        let head_only = self.req.method == "HEAD";
-        out.extend_from_slice(
-            format!(
-                "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            )
-            .as_bytes(),
-        );
-        if !head_only {
-            out.extend_from_slice(body.as_bytes());
+        self.attempts.release();
+        if let Some(reason) = error.rejection() {
+            self.plane.metrics.rejected.inc(reason);
         }
+        let answer = error.answer();
+        let keep = !(answer.close || after_pick || self.req.client_close || self.shutting_down);
+        write_answer(out, &answer, self.req.method == "HEAD", keep);
         if write_all(client, out).await {
-            self.status = status;
+            self.status = answer.status;
         }
-        false
+        keep
     }
 
-    /// Metrics and the access log line, as pingora's `logging` hook writes them.
+    /// Metrics and the access log line, as every transport writes them.
     fn finish(&mut self) {
-        self.guard = None;
-        let now = Instant::now();
-        let elapsed = now.saturating_duration_since(self.start);
-        let rr = self.rr;
-        rr.metrics.count(self.req.method, self.status);
-        rr.metrics.duration.observe(elapsed.as_secs_f64());
-        let endpoint = match (self.endpoint, self.upstream_start, &rr.pool) {
-            (Some(i), Some(t), Some(pool)) => {
-                let upstream = now.saturating_duration_since(t);
-                pool.upstreams[i].latency.observe(upstream.as_secs_f64());
-                Some(pool.balancer.endpoints()[i].addr())
-            }
-            _ => None,
-        };
-        if self.ingress.access_log {
-            access_log::write(&access_log::Entry {
-                client: self.req.client,
+        self.attempts.release();
+        record::finish(
+            self.plane,
+            self.rr,
+            &self.attempts,
+            &Finished {
                 method: self.req.method,
                 host: Some(self.req.host),
                 path: self.req.path,
-                route: Some(rr.route.name.as_str()),
-                endpoint,
+                client: self.req.client,
                 status: self.status,
-                spilled: self.spilled,
-                retries: self.connect_failures,
-                duration: elapsed,
-            });
-        }
+                start: self.start,
+            },
+        );
+    }
+}
+
+/// A one-line text answer of the proxy's own, framed as pingora's pipeline
+/// frames it (`transport::pingora::write_answer`).
+fn write_answer(out: &mut Vec<u8>, answer: &Answer, head_only: bool, keep_alive: bool) {
+    out.clear();
+    let reason = http::StatusCode::from_u16(answer.status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(&itoa_3(answer.status));
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ");
+    out.extend_from_slice(answer.body.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if answer.retry_after {
+        out.extend_from_slice(b"Retry-After: 1\r\n");
+    }
+    match keep_alive {
+        true => out.extend_from_slice(b"Connection: keep-alive\r\n\r\n"),
+        false => out.extend_from_slice(b"Connection: close\r\n\r\n"),
+    }
+    if !head_only {
+        out.extend_from_slice(answer.body.as_bytes());
     }
 }
 
@@ -734,6 +714,11 @@ enum Attempt {
     Timeout,
     /// The connection broke before a whole response head.
     Broken {
+        fresh: bool,
+    },
+    /// The endpoint answered something the policy does not forward (an
+    /// unsolicited `101`, endless interim responses).
+    BadResponse {
         fresh: bool,
     },
 }
@@ -781,6 +766,7 @@ async fn attempt(
             fresh,
         }),
         Err(UpstreamError::Timeout) => Attempt::Timeout,
+        Err(UpstreamError::Refused) => Attempt::BadResponse { fresh },
         Err(_) => Attempt::Broken { fresh },
     }
 }
@@ -837,17 +823,18 @@ async fn send(
             Ok(_) => return Err(broken(fresh)),
             Err(_) => return Err(UpstreamError::Timeout),
         }
-        // Interim 1xx heads are dropped; the final head may be in the same read.
-        // Only the status is looked at here: the final head is parsed once, later.
+        // Interim 1xx heads are not forwarded (`response::check_status`); the
+        // final head may be in the same read. Only the status is looked at
+        // here: the final head is parsed once, later.
         while let Some(end) = head_end(buf, from) {
             match buf.get(..12) {
                 Some([b'H', b'T', b'T', b'P', b'/', b'1', b'.', _, b' ', b'1', b'0', b'1']) => {
-                    return Err(UpstreamError::Broken)
+                    return Err(UpstreamError::Refused)
                 }
                 Some([b'H', b'T', b'T', b'P', b'/', b'1', b'.', _, b' ', b'1', ..]) => {
                     interim += 1;
                     if interim > MAX_INTERIM_RESPONSES {
-                        return Err(UpstreamError::Broken);
+                        return Err(UpstreamError::Refused);
                     }
                     buf.advance(end);
                     from = 0;
@@ -880,16 +867,16 @@ fn write_client_head(
     out.push(b' ');
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
+    let connection = ConnectionNames::parse(
+        headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .map(|h| h.value),
+    );
     for h in headers {
-        let name = h.name;
-        if (is_hop_by_hop(name) && !name.eq_ignore_ascii_case("trailer"))
-            || route_headers
-                .iter()
-                .any(|(n, _)| n.eq_ignore_ascii_case(name))
-        {
-            continue;
+        if !headers::drop_downstream(h.name, &connection, route_headers, false) {
+            copy_header(out, raw, h.name.as_bytes(), h.value);
         }
-        copy_header(out, raw, name.as_bytes(), h.value);
     }
     for (name, value) in route_headers {
         header_line(out, name.as_bytes(), value.as_bytes());

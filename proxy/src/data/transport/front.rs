@@ -18,13 +18,12 @@ use std::fmt;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU8, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::raw_connect::ProxyDigest;
@@ -37,10 +36,13 @@ use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use crate::data::transport::fast_h1::{self, FastPath, Outcome};
 use crate::data::metrics::Reject;
+use crate::data::plane::DataPlane;
+use crate::data::transport::conn_watch::{
+    Watch, HEADER, IDLE, NO_REPLY, PARSED, TIMEOUT_REPLY, TOO_LARGE_REPLY, WATCH,
+};
+use crate::data::transport::fast_h1::{self, FastPath, Outcome};
 use crate::data::transport::pingora::Proxy;
-use crate::control::ingress::Ingress;
 
 /// Limits on reading a request header.
 #[derive(Debug, Clone, Copy)]
@@ -63,93 +65,19 @@ const REPLY_431: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\n\
 Content-Type: text/plain; charset=utf-8\r\nContent-Length: 25\r\nConnection: close\r\n\r\n\
 request header too large\n";
 
-// Phases of the current request, as seen by the wrapper.
-const IDLE: u8 = 0;
-const HEADER: u8 = 1;
-const PARSED: u8 = 2;
-
-// Replies the wrapper writes itself.
-const NO_REPLY: u8 = 0;
-const TIMEOUT_REPLY: u8 = 1;
-const TOO_LARGE_REPLY: u8 = 2;
-
-/// Per-connection state shared by the stream wrapper, the request loop and
-/// `Proxy::new_ctx`. Everything runs on the connection's task; atomics only
-/// make the sharing `Sync`.
-#[derive(Debug, Default)]
-struct Watch {
-    phase: AtomicU8,
-    reply: AtomicU8,
-    /// `Reject` index + 1 once the wrapper has ended the connection.
-    ended: AtomicU8,
-    /// Status of a response pingora wrote before the header was parsed.
-    written: AtomicU16,
-    /// Set while `replay` holds bytes the fast path read and handed to pingora.
-    replaying: AtomicBool,
-    replay: Mutex<Bytes>,
-}
-
-impl Watch {
-    /// Bytes the next reads return before the socket's.
-    fn set_replay(&self, bytes: Bytes) {
-        if !bytes.is_empty() {
-            *self.replay.lock().unwrap_or_else(|e| e.into_inner()) = bytes;
-            self.replaying.store(true, Relaxed);
-        }
-    }
-
-    fn read_replay(&self, buf: &mut ReadBuf<'_>) {
-        let mut replay = self.replay.lock().unwrap_or_else(|e| e.into_inner());
-        let n = replay.len().min(buf.remaining());
-        buf.put_slice(&replay.split_to(n));
-        if replay.is_empty() {
-            self.replaying.store(false, Relaxed);
-        }
-    }
-
-    fn end(&self, reason: Reject) {
-        self.ended.store(reason as u8 + 1, Relaxed);
-    }
-
-    fn ended(&self) -> Option<Reject> {
-        match self.ended.load(Relaxed) {
-            0 => None,
-            n => Some(Reject::ALL[n as usize - 1]),
-        }
-    }
-
-    fn reply_reason(&self) -> Reject {
-        match self.reply.load(Relaxed) {
-            TOO_LARGE_REPLY => Reject::HeaderTooLarge,
-            _ => Reject::HeaderTimeout,
-        }
-    }
-}
-
-tokio::task_local! {
-    static WATCH: Arc<Watch>;
-}
-
-/// Called once pingora has parsed a request header (from `new_ctx`): from here
-/// on the request belongs to the proxy's own timeouts and limits.
-#[inline]
-pub fn header_parsed() {
-    let _ = WATCH.try_with(|w| w.phase.store(PARSED, Relaxed));
-}
-
 /// A pingora `ServerApp` serving HTTP/1 through the ringress proxy.
 pub struct Front {
     proxy: Arc<HttpProxy<Proxy>>,
     /// `None` with `--fast-path off`: every request goes to pingora's pipeline.
     fast: Option<FastPath>,
-    ingress: Arc<Ingress>,
+    ingress: Arc<DataPlane>,
     limits: HeaderLimits,
 }
 
 impl Front {
     pub fn new(
         proxy: HttpProxy<Proxy>,
-        ingress: Arc<Ingress>,
+        ingress: Arc<DataPlane>,
         limits: HeaderLimits,
         fast_path: bool,
     ) -> Self {

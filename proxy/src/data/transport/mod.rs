@@ -1,5 +1,6 @@
 //! Transports: they move bytes between clients and endpoints and ask the
 //! policy core ([`crate::data::policy`]) what to do.
+pub mod conn_watch;
 pub mod fast_h1;
 pub mod front;
 pub mod h1;

@@ -1,5 +1,7 @@
-//! The data plane: pingora's `ProxyHttp` driven by the route table.
-use std::cell::RefCell;
+//! pingora's `ProxyHttp` pipeline as a transport: each hook hands what
+//! pingora parsed to the policy core ([`crate::data::policy`]) and applies
+//! its decision to pingora's header maps and errors.
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -8,32 +10,34 @@ use bytes::Bytes;
 use http::header;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::HttpModules;
+use pingora::protocols::Digest;
 use pingora::proxy::{FailToProxy, ProxyHttp, ProxyWarnLogContext, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
-use ringress_ring::{hash_key, pick_admitted, Algorithm, InFlightGuard, PickContext};
-use ringress_routes::{Match, RequestParts};
+use ringress_routes::RequestParts;
 
-use crate::data::access_log;
-use crate::data::lifo::{Permit, Rejection};
 use crate::data::metrics::Reject;
-use crate::data::policy::request::{
-    add_forwarded, has_content_length, normalize_path, random_u64, strip_hop_by_hop, AboveRoot,
-    RequestView,
-};
-use crate::data::table::{ms_since_start, now_ms, RouteRuntime, Runtime};
-use crate::control::ingress::{ActiveRequest, Ingress};
+use crate::data::plane::{ActiveRequest, DataPlane};
+use crate::data::policy::attempts::Attempts;
+use crate::data::policy::error::{Answer, ErrorKind, ProxyError};
+use crate::data::policy::headers::{self, ConnectionNames, Forwarded, IpText};
+use crate::data::policy::record::{self, Finished};
+use crate::data::policy::response::{self, BodyFraming, MAX_INTERIM_RESPONSES};
+use crate::data::policy::routing::{self, Permits};
+use crate::data::policy::screen::{self, has_content_length};
+use crate::data::table::{RouteRuntime, Runtime};
+use crate::data::transport::conn_watch;
 
 pub struct Proxy {
-    ingress: Arc<Ingress>,
+    plane: Arc<DataPlane>,
     /// `--max-request-body`: larger bodies get 413.
     max_body: Option<u64>,
 }
 
 impl Proxy {
-    pub fn new(ingress: Arc<Ingress>) -> Self {
+    pub fn new(plane: Arc<DataPlane>) -> Self {
         Self {
-            ingress,
+            plane,
             max_body: None,
         }
     }
@@ -43,132 +47,153 @@ impl Proxy {
         self
     }
 
-    /// Refuses what pingora's parser lets through but an ingress must not pass
-    /// on: requests without Host, `Transfer-Encoding` with `Content-Length`
-    /// (request smuggling), bodies declared over the limit, and paths climbing
-    /// above the root. Resolves dot-segments and `//` in the path (see
-    /// [`normalize_path`]) so routes match what the backend receives.
-    fn screen(&self, session: &mut Session) -> Result<(), (Reject, u16, &'static str)> {
+    fn screen(&self, session: &mut Session) -> Result<(), ProxyError> {
         let req = session.req_header();
-        if req.version == http::Version::HTTP_11 && !req.headers.contains_key(header::HOST) {
-            return Err((Reject::MissingHost, 400, "missing host\n"));
-        }
-        if req.headers.contains_key(header::TRANSFER_ENCODING)
-            && has_content_length(&session.as_downstream().to_h1_raw())
-        {
-            return Err((Reject::Smuggling, 400, "bad request\n"));
-        }
-        if let Some(max) = self.max_body {
-            let declared = req
+        let te = req.headers.contains_key(header::TRANSFER_ENCODING);
+        let head = screen::Head {
+            http11: req.version == http::Version::HTTP_11,
+            has_host: req.headers.contains_key(header::HOST),
+            // pingora drops `Content-Length` when `Transfer-Encoding` is
+            // present: the conflict is only visible in the bytes received.
+            te_and_cl: te && has_content_length(&session.as_downstream().to_h1_raw()),
+            declared_length: req
                 .headers
                 .get(header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            if declared.is_some_and(|len| len > max) {
-                return Err((Reject::BodyTooLarge, 413, "request body too large\n"));
-            }
+                .and_then(|v| v.parse::<u64>().ok()),
+            path: req.uri.path(),
+        };
+        if let Some(path) = screen::screen(&head, self.max_body)? {
+            let uri = match req.uri.query() {
+                Some(query) => format!("{path}?{query}"),
+                None => path,
+            };
+            let bad_path = ProxyError::new(ErrorKind::Rejected(Reject::BadPath));
+            let uri = http::Uri::try_from(uri).map_err(|_| bad_path)?;
+            session.req_header_mut().set_uri(uri);
         }
-        match normalize_path(req.uri.path()) {
-            Ok(None) => Ok(()),
-            Ok(Some(path)) => {
-                let uri = match req.uri.query() {
-                    Some(query) => format!("{path}?{query}"),
-                    None => path,
-                };
-                let uri =
-                    http::Uri::try_from(uri).map_err(|_| (Reject::BadPath, 400, "bad path\n"))?;
-                session.req_header_mut().set_uri(uri);
-                Ok(())
-            }
-            Err(AboveRoot) => Err((Reject::BadPath, 400, "bad path\n")),
+        Ok(())
+    }
+
+    /// Writes the core's answer to `error` (nothing once a response head
+    /// went out, or when the client is gone). `close`: pingora will close
+    /// the connection after it, so the client is told.
+    async fn answer(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        error: ProxyError,
+        close: bool,
+    ) -> bool {
+        if let Some(reason) = error.rejection() {
+            self.plane.metrics.rejected.inc(reason);
         }
+        let answer = error.answer();
+        if answer.status == 0 || session.response_written().is_some() {
+            return false;
+        }
+        ctx.answered = Some(answer.status);
+        let answer = Answer {
+            close: answer.close || close,
+            ..answer
+        };
+        write_answer(session, &answer).await.is_ok() && !answer.close
     }
 }
 
-/// Why the proxy answered an error itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    NoEndpoints,
-    AllFailed,
-}
-
+/// A request on its way through pingora's pipeline.
 pub struct Ctx {
     _active: ActiveRequest,
     start: Instant,
     runtime: Option<Arc<Runtime>>,
-    route: usize,
+    route: Option<usize>,
     key_hash: u64,
-    /// Endpoints whose connection failed during this request.
-    tried: Vec<usize>,
-    connect_failures: u32,
-    endpoint: Option<usize>,
-    upstream_start: Option<Instant>,
-    guard: Option<InFlightGuard>,
-    /// The chosen endpoint sent a response head.
+    attempts: Attempts,
+    /// The request asks to upgrade the connection (WebSocket).
+    upgrade: bool,
+    /// The connection to the endpoint was taken from pingora's pool.
+    reused: bool,
+    /// The chosen endpoint sent a usable response head.
     upstream_responded: bool,
-    spilled: bool,
+    /// Interim responses seen from the endpoint.
+    interim: usize,
+    /// The endpoint's body ends when it closes: so does the client's connection.
+    close_delimited: bool,
     /// `upstream_peer` ran at least once.
     peer_chosen: bool,
-    failure: Option<Failure>,
+    /// What failed, when the core decided it (pingora's error says the rest).
+    failure: Option<ProxyError>,
     /// Status of a response the proxy wrote itself.
     answered: Option<u16>,
-    /// LIFO admissions held: listener, route, group.
-    permits: [Option<Permit>; 3],
+    /// LIFO admissions, held until the response is sent or the client goes.
+    _permits: Permits,
     /// Request body bytes read so far (counted only with `--max-request-body`).
     body_bytes: u64,
 }
 
 impl Ctx {
     fn route(&self) -> Option<&RouteRuntime> {
-        self.runtime.as_ref().map(|rt| &rt.routes[self.route])
+        Some(&self.runtime.as_ref()?.routes[self.route?])
     }
 }
 
-thread_local! {
-    /// Reused key buffer: resolving a template allocates nothing per request.
-    static KEY: RefCell<String> = RefCell::new(String::with_capacity(64));
+/// A route matcher's view of a pingora request header.
+pub struct RequestView<'a> {
+    pub req: &'a RequestHeader,
+    pub peer: Option<IpAddr>,
 }
 
-/// The hash of the request's key on a consistent-hash route (0 on others).
-pub(crate) fn key_hash_of<R: RequestParts>(rr: &RouteRuntime, m: &Match<'_, '_>, view: &R) -> u64 {
-    match &rr.pool {
-        Some(pool) if pool.balancer.algorithm() == Algorithm::ConsistentHash => KEY.with(|key| {
-            let mut key = key.borrow_mut();
-            rr.route.hash_key(m, view, &mut key);
-            hash_key(key.as_bytes())
-        }),
-        _ => 0,
+impl RequestParts for RequestView<'_> {
+    #[inline]
+    fn method(&self) -> &str {
+        self.req.method.as_str()
+    }
+    #[inline]
+    fn host(&self) -> Option<&str> {
+        self.req
+            .headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| self.req.uri.host())
+    }
+    #[inline]
+    fn path(&self) -> &str {
+        self.req.uri.path()
+    }
+    #[inline]
+    fn query(&self) -> Option<&str> {
+        self.req.uri.query()
+    }
+    #[inline]
+    fn header(&self, lowercase_name: &str) -> Option<&str> {
+        self.req
+            .headers
+            .get(lowercase_name)
+            .and_then(|v| v.to_str().ok())
+    }
+    #[inline]
+    fn peer_ip(&self) -> Option<IpAddr> {
+        self.peer
     }
 }
 
-enum Decision {
-    Proxy { route: usize, key_hash: u64 },
-    Answer(u16, &'static str),
+fn client_ip(session: &Session) -> Option<IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
 }
 
-/// Options of a response the proxy writes itself.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Answer {
-    pub retry_after: bool,
-    /// Say the connection closes after this response (when pingora will close it).
-    pub close: bool,
-}
-
-/// Writes a complete one-line text response, keeping the connection alive
-/// (pingora's `respond_error` would force `Connection: close`).
-pub async fn answer(
-    session: &mut Session,
-    status: u16,
-    body: &'static str,
-    how: Answer,
-) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(4))?;
+/// Writes a complete one-line text response. pingora's `respond_error` would
+/// force `Connection: close`; this keeps the connection unless told.
+async fn write_answer(session: &mut Session, answer: &Answer) -> Result<()> {
+    let mut resp = ResponseHeader::build(answer.status, Some(4))?;
     resp.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
-    resp.insert_header(header::CONTENT_LENGTH, body.len())?;
-    if how.retry_after {
+    resp.insert_header(header::CONTENT_LENGTH, answer.body.len())?;
+    if answer.retry_after {
         resp.insert_header(header::RETRY_AFTER, "1")?;
     }
-    if how.close {
+    if answer.close {
         // pingora writes `Connection` from the session's keep-alive state.
         session.as_downstream_mut().set_keepalive(None);
     }
@@ -178,45 +203,36 @@ pub async fn answer(
         .await?;
     if !head_only {
         session
-            .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
+            .write_response_body(Some(Bytes::from_static(answer.body.as_bytes())), true)
             .await?;
     }
     Ok(())
 }
 
-/// Counts a connection failure of endpoint `i` for the passive health check;
-/// an ejection is counted and logged once.
-pub(crate) fn record_connection_failure(rr: &RouteRuntime, i: usize) {
-    let (Some(policy), Some(pool)) = (&rr.health, &rr.pool) else {
-        return;
+/// The error pingora reports, in the core's terms, when the core did not
+/// decide the failure itself.
+fn from_pingora(e: &Error) -> ProxyError {
+    let kind = match (e.esource(), e.etype()) {
+        (_, ErrorType::HTTPStatus(413)) => ErrorKind::Rejected(Reject::BodyTooLarge),
+        (ErrorSource::Upstream, ErrorType::ReadTimedout | ErrorType::WriteTimedout) => {
+            ErrorKind::UpstreamTimeout
+        }
+        (ErrorSource::Upstream, _) => ErrorKind::UpstreamBroken,
+        (
+            ErrorSource::Downstream,
+            ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed,
+        ) => ErrorKind::ClientGone,
+        (ErrorSource::Downstream, _) => ErrorKind::Rejected(Reject::BadBody),
+        _ => ErrorKind::Internal,
     };
-    let endpoint = &pool.balancer.endpoints()[i];
-    if let Some(period) = endpoint.health().record_failure(now_ms(), policy) {
-        pool.upstreams[i].ejections.inc();
-        log::warn!(
-            "endpoint {} ejected for {period}ms after consecutive connection failures (route {})",
-            endpoint.addr(),
-            rr.route.name
-        );
-    }
+    ProxyError::new(kind)
 }
 
-fn status_line(status: u16) -> &'static str {
-    match status {
-        200 => "ok\n",
-        204 => "",
-        301 | 302 | 307 | 308 => "redirect\n",
-        400 => "bad request\n",
-        413 => "request body too large\n",
-        401 => "unauthorized\n",
-        403 => "forbidden\n",
-        404 => "not found\n",
-        410 => "gone\n",
-        429 => "too many requests\n",
-        500 => "internal error\n",
-        503 => "unavailable\n",
-        _ => "\n",
-    }
+fn bad_response() -> Box<Error> {
+    Error::explain(
+        ErrorType::InvalidHTTPHeader,
+        "endpoint response refused by policy",
+    )
 }
 
 #[async_trait]
@@ -228,126 +244,66 @@ impl ProxyHttp for Proxy {
     fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     fn new_ctx(&self) -> Ctx {
-        crate::data::transport::front::header_parsed();
+        conn_watch::header_parsed();
         Ctx {
-            _active: self.ingress.track_request(),
+            _active: self.plane.track_request(),
             start: Instant::now(),
             runtime: None,
-            route: 0,
+            route: None,
             key_hash: 0,
-            tried: Vec::new(),
-            connect_failures: 0,
-            endpoint: None,
-            upstream_start: None,
-            guard: None,
+            attempts: Attempts::default(),
+            upgrade: false,
+            reused: false,
             upstream_responded: false,
-            spilled: false,
+            interim: 0,
+            close_delimited: false,
             peer_chosen: false,
             failure: None,
             answered: None,
-            permits: Default::default(),
+            _permits: Permits::default(),
             body_bytes: 0,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        if let Err((reason, status, body)) = self.screen(session) {
-            self.ingress.metrics.rejected.inc(reason);
-            ctx.answered = Some(status);
-            // Smuggling: the framing is in doubt; 413: the body stays unread.
-            let close = matches!(reason, Reject::Smuggling | Reject::BodyTooLarge);
-            let how = Answer {
-                retry_after: false,
-                close,
-            };
-            answer(session, status, body, how).await?;
+        // Interim responses reach the client only as the core allows
+        // (`response::check_status`): pingora keeps 100-continue and 101.
+        session.as_downstream_mut().set_ignore_info_resp(true);
+        if let Err(error) = self.screen(session) {
+            self.answer(session, ctx, error, false).await;
             return Ok(true);
         }
-        let runtime = self.ingress.runtime();
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        let decision = {
-            let view = RequestView {
+        let runtime = self.plane.runtime();
+        let routed = routing::route(
+            &runtime,
+            &RequestView {
                 req: session.req_header(),
-                peer,
-            };
-            match runtime.table.find(&view) {
-                None => Decision::Answer(404, "no route\n"),
-                Some(m) => {
-                    let index = runtime.index_of(m.route).expect("route of the same table");
-                    let rr = &runtime.routes[index];
-                    match &rr.pool {
-                        None => match rr.route.backend.target {
-                            ringress_routes::BackendTarget::Status(code) => {
-                                Decision::Answer(code, status_line(code))
-                            }
-                            _ => Decision::Answer(500, "internal error\n"),
-                        },
-                        Some(pool) if pool.balancer.endpoints().is_empty() => {
-                            Decision::Answer(503, "no endpoints\n")
-                        }
-                        Some(_) => {
-                            let key_hash = key_hash_of(rr, &m, &view);
-                            Decision::Proxy {
-                                route: index,
-                                key_hash,
-                            }
-                        }
-                    }
-                }
+                peer: client_ip(session),
+            },
+        );
+        ctx.upgrade = session.req_header().headers.contains_key(header::UPGRADE);
+        ctx.runtime = Some(Arc::clone(&runtime));
+        let routed = match routed {
+            Ok(routed) => routed,
+            Err(unrouted) => {
+                ctx.route = unrouted.route;
+                self.answer(session, ctx, unrouted.error, false).await;
+                return Ok(true);
             }
         };
-        match decision {
-            Decision::Answer(status, body) => {
-                ctx.answered = Some(status);
-                if status != 404 {
-                    // Keep the route for metrics and logs.
-                    if let Some(m) = runtime.table.find(&RequestView {
-                        req: session.req_header(),
-                        peer,
-                    }) {
-                        ctx.route = runtime.index_of(m.route).unwrap_or(0);
-                        ctx.runtime = Some(Arc::clone(&runtime));
-                    }
+        ctx.route = Some(routed.route);
+        ctx.key_hash = routed.key_hash;
+        let rr = &runtime.routes[routed.route];
+        if routing::queued(&self.plane, rr) {
+            match routing::admit(&self.plane, rr).await {
+                Ok(permits) => ctx._permits = permits,
+                Err(error) => {
+                    self.answer(session, ctx, error, false).await;
+                    return Ok(true);
                 }
-                answer(session, status, body, Answer::default()).await?;
-                Ok(true)
-            }
-            Decision::Proxy { route, key_hash } => {
-                ctx.route = route;
-                ctx.key_hash = key_hash;
-                let queues = self
-                    .ingress
-                    .listener_queue
-                    .iter()
-                    .chain(&runtime.routes[route].queues);
-                ctx.runtime = Some(Arc::clone(&runtime));
-                for (slot, queue) in queues.enumerate() {
-                    match queue.acquire().await {
-                        // Held in the context: released after the response is
-                        // sent, or when the client goes away and the context drops.
-                        Ok(permit) => ctx.permits[slot] = Some(permit),
-                        Err(rejection) => {
-                            let body = match rejection {
-                                Rejection::Full => "queue full\n",
-                                Rejection::Timeout => "queue timeout\n",
-                            };
-                            ctx.answered = Some(503);
-                            ctx.permits = Default::default();
-                            let how = Answer {
-                                retry_after: true,
-                                close: false,
-                            };
-                            answer(session, 503, body, how).await?;
-                            return Ok(true);
-                        }
-                    }
-                }
-                Ok(false)
             }
         }
+        Ok(false)
     }
 
     /// Counts a streamed (chunked) body against `--max-request-body`. The
@@ -363,7 +319,7 @@ impl ProxyHttp for Proxy {
         if let (Some(max), Some(chunk)) = (self.max_body, body.as_ref()) {
             ctx.body_bytes += chunk.len() as u64;
             if ctx.body_bytes > max {
-                self.ingress.metrics.rejected.inc(Reject::BodyTooLarge);
+                ctx.failure = Some(ProxyError::new(ErrorKind::Rejected(Reject::BodyTooLarge)));
                 return Err(Error::explain(
                     ErrorType::HTTPStatus(413),
                     "request body over --max-request-body",
@@ -379,55 +335,44 @@ impl ProxyHttp for Proxy {
             .runtime
             .clone()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route chosen"))?;
-        let rr = &runtime.routes[ctx.route];
-        let pool = rr
-            .pool
-            .as_ref()
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "route has no pool"))?;
-        let tried = &ctx.tried;
-        let exclude = |i: usize| tried.contains(&i) || pool.upstreams[i].addr.is_none();
-        let pick_ctx = PickContext {
-            key_hash: ctx.key_hash,
-            random: random_u64(),
+        let rr = &runtime.routes[ctx.route.unwrap_or_default()];
+        let candidate = match ctx.attempts.next(rr, ctx.key_hash, Instant::now()) {
+            Ok(candidate) => candidate,
+            Err(error) => {
+                ctx.failure = Some(error);
+                return Err(Error::explain(
+                    ErrorType::ConnectNoRoute,
+                    "no candidate endpoint left",
+                ));
+            }
         };
-        let now = Instant::now();
-        let pick = match rr.health {
-            Some(_) => pick_admitted(&*pool.balancer, &pick_ctx, &exclude, ms_since_start(now)),
-            None => pool.balancer.pick(&pick_ctx, &exclude),
-        };
-        let Some(pick) = pick else {
-            let failure = if ctx.tried.is_empty() {
-                Failure::NoEndpoints
-            } else {
-                Failure::AllFailed
-            };
-            ctx.failure = Some(failure);
-            return Err(Error::explain(
-                ErrorType::ConnectNoRoute,
-                "no candidate endpoint left",
-            ));
-        };
-        if pick.spilled() {
-            ctx.spilled = true;
-            rr.metrics.spills.inc();
-        }
-        let upstream = &pool.upstreams[pick.endpoint];
-        let addr = upstream.addr.expect("unresolved endpoints are excluded");
-        ctx.guard = Some(pool.balancer.endpoints()[pick.endpoint].acquire());
-        ctx.endpoint = Some(pick.endpoint);
         ctx.upstream_responded = false;
-        ctx.upstream_start = Some(now);
-        let sni = if upstream.tls {
-            upstream.sni.clone()
-        } else {
-            String::new()
+        ctx.interim = 0;
+        let upstream = &rr.pool.as_ref().expect("routed to a pool").upstreams[candidate.index];
+        let sni = match candidate.tls {
+            true => upstream.sni.clone(),
+            false => String::new(),
         };
-        let mut peer = HttpPeer::new(addr, upstream.tls, sni);
+        let mut peer = HttpPeer::new(candidate.addr, candidate.tls, sni);
         let timeouts = &rr.route.backend.timeouts;
         peer.options.connection_timeout = Some(timeouts.connect);
         peer.options.read_timeout = Some(timeouts.response);
         peer.options.write_timeout = Some(timeouts.response);
         Ok(Box::new(peer))
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&Digest>,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        ctx.reused = reused;
+        Ok(())
     }
 
     fn fail_to_connect(
@@ -437,38 +382,21 @@ impl ProxyHttp for Proxy {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let retries = match ctx.route() {
-            Some(rr) => {
-                rr.metrics.upstream_failures.inc();
-                if let Some(i) = ctx.endpoint {
-                    record_connection_failure(rr, i);
-                }
-                rr.route.backend.retries
-            }
-            None => 0,
+        let runtime = ctx.runtime.clone();
+        let Some(rr) = runtime.as_ref().zip(ctx.route).map(|(rt, i)| &rt.routes[i]) else {
+            return e;
         };
-        if let Some(i) = ctx.endpoint.take() {
-            ctx.tried.push(i);
-        }
-        ctx.guard = None;
-        ctx.connect_failures += 1;
-        if ctx.connect_failures <= retries {
-            if let Some(rr) = ctx.route() {
-                rr.metrics.retries.inc();
-            }
-            e.set_retry(true);
-        } else {
-            ctx.failure = Some(Failure::AllFailed);
-            e.set_retry(false);
+        let error = ctx.attempts.connect_failed(rr);
+        e.set_retry(error.retryable);
+        if !error.retryable {
+            ctx.failure = Some(error);
         }
         e
     }
 
     /// A fresh connection that broke before a response head counts against the
-    /// endpoint like a failed connect (it accepts but cannot serve). Not on a
-    /// reused connection (the endpoint may have closed it idle just then), and
-    /// not a timeout (a slow answer, not a dead endpoint). The retry decision
-    /// is pingora's default: idempotent requests on reused connections only.
+    /// endpoint (see `Attempts::broke_before_head`). The retry decision is
+    /// pingora's default: idempotent requests on reused connections only.
     fn error_while_proxy(
         &self,
         peer: &HttpPeer,
@@ -479,14 +407,15 @@ impl ProxyHttp for Proxy {
     ) -> Box<Error> {
         let broke_before_head = !client_reused
             && !ctx.upstream_responded
+            && ctx.failure.is_none()
             && e.esource() == &ErrorSource::Upstream
             && !matches!(
                 e.etype(),
                 ErrorType::ReadTimedout | ErrorType::WriteTimedout
             );
         if broke_before_head {
-            if let (Some(rr), Some(i)) = (ctx.route(), ctx.endpoint) {
-                record_connection_failure(rr, i);
+            if let Some(rr) = ctx.route() {
+                ctx.attempts.broke_before_head(rr);
             }
         }
         let mut e = e.more_context(format!("Peer: {peer}"));
@@ -505,38 +434,138 @@ impl ProxyHttp for Proxy {
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        strip_hop_by_hop(upstream);
-        let client = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        add_forwarded(upstream, client, "http");
-        if let Some(rr) = ctx.route() {
-            for (name, value) in &rr.route.request_headers {
-                upstream.insert_header(name.clone(), value.as_str())?;
+        let Some(rr) = ctx.route() else {
+            return Ok(());
+        };
+        let route_headers = &rr.route.request_headers;
+        let connection = ConnectionNames::parse(
+            upstream
+                .headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .map(|v| v.as_bytes()),
+        );
+        let dropped: Vec<http::HeaderName> = upstream
+            .headers
+            .keys()
+            .filter(|n| headers::drop_upstream(n.as_str(), &connection, route_headers, ctx.upgrade))
+            .cloned()
+            .collect();
+        drop(connection);
+        let prior_for = upstream.headers.get("x-forwarded-for").cloned();
+        let host = upstream.headers.get(header::HOST).cloned();
+        for name in dropped {
+            upstream.remove_header(&name);
+        }
+        let client = client_ip(session).map(IpText::new);
+        let forwarded = Forwarded {
+            prior_for: prior_for.as_ref().map(|v| v.as_bytes()),
+            client: client.as_ref().map_or(&[][..], IpText::as_bytes),
+            host: host.as_ref().map(|v| v.as_bytes()),
+            proto: "http",
+        };
+        let mut added = Vec::with_capacity(3);
+        forwarded.each(route_headers, |name, value| {
+            if let Ok(value) = http::HeaderValue::from_bytes(value) {
+                added.push((name, value));
             }
+        });
+        for (name, value) in added {
+            upstream.insert_header(name, value)?;
+        }
+        for (name, value) in route_headers {
+            upstream.insert_header(name.clone(), value.as_str())?;
+        }
+        if ctx.upgrade {
+            upstream.insert_header(header::CONNECTION, "upgrade")?;
         }
         Ok(())
     }
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        ctx.upstream_responded = true;
-        if let Some(guard) = &ctx.guard {
-            guard.endpoint().health().record_success();
-        }
-        // pingora writes `Connection` itself (keep-alive or close) on every
-        // final response; a 101 keeps the upstream's `Connection: upgrade`.
-        upstream.remove_header("keep-alive");
-        upstream.remove_header("proxy-connection");
-        if let Some(rr) = ctx.route() {
-            for (name, value) in &rr.route.response_headers {
-                upstream.insert_header(name.clone(), value.as_str())?;
+        let status = upstream.status.as_u16();
+        let runtime = ctx.runtime.clone();
+        let rr = runtime.as_ref().zip(ctx.route).map(|(rt, i)| &rt.routes[i]);
+        if (100..200).contains(&status) && status != 101 {
+            ctx.interim += 1;
+            if ctx.interim <= MAX_INTERIM_RESPONSES {
+                return Ok(());
             }
+        }
+        let head_request = session.req_header().method == http::Method::HEAD;
+        let checked = match ctx.interim > MAX_INTERIM_RESPONSES {
+            true => Err(ProxyError::new(ErrorKind::BadResponse)),
+            false => response::check_status(status, ctx.upgrade).and_then(|()| {
+                response::framing(
+                    status,
+                    head_request,
+                    upstream
+                        .headers
+                        .iter()
+                        .map(|(n, v)| (n.as_str(), v.as_bytes())),
+                )
+            }),
+        };
+        let framing = match checked {
+            Ok(framing) => framing,
+            Err(error) => {
+                if let (Some(rr), false) = (rr, ctx.reused) {
+                    ctx.attempts.broke_before_head(rr);
+                }
+                ctx.failure = Some(error);
+                return Err(bad_response());
+            }
+        };
+        ctx.upstream_responded = true;
+        ctx.attempts.responded();
+        ctx.close_delimited = framing == BodyFraming::UntilClose && status != 101;
+        let Some(rr) = rr else {
+            return Ok(());
+        };
+        let route_headers = &rr.route.response_headers;
+        let connection = ConnectionNames::parse(
+            upstream
+                .headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .map(|v| v.as_bytes()),
+        );
+        // pingora writes `Connection` itself (keep-alive or close) on every
+        // final response; a 101 keeps the endpoint's `Connection: upgrade`.
+        let dropped: Vec<http::HeaderName> = upstream
+            .headers
+            .keys()
+            .filter(|n| {
+                headers::drop_downstream(n.as_str(), &connection, route_headers, status == 101)
+            })
+            .cloned()
+            .collect();
+        drop(connection);
+        for name in dropped {
+            upstream.remove_header(&name);
+        }
+        for (name, value) in route_headers {
+            upstream.insert_header(name.clone(), value.as_str())?;
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if ctx.close_delimited && !response.status.is_informational() {
+            // Forwarded as it came, ending with the connection, as the
+            // endpoint framed it (pingora would re-frame it chunked).
+            response.remove_header(&header::TRANSFER_ENCODING);
+            session.as_downstream_mut().set_keepalive(None);
         }
         Ok(())
     }
@@ -544,9 +573,10 @@ impl ProxyHttp for Proxy {
     /// Clients that go away mid-request are routine at an ingress; they are
     /// counted (`status_class="other"`) rather than logged as errors, as are
     /// bodies the client broke (`reason="bad_body"`) and our own rejections.
-    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, error: &Error) -> bool {
+    fn suppress_error_log(&self, _session: &Session, ctx: &Ctx, error: &Error) -> bool {
         error.esource() == &ErrorSource::Downstream
             || matches!(error.etype(), ErrorType::HTTPStatus(_))
+            || ctx.failure.is_some()
     }
 
     /// Retried connection failures are counted in `ringress_retries_total`;
@@ -562,47 +592,20 @@ impl ProxyHttp for Proxy {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
-        let (code, body): (u16, &'static str) = match ctx.failure {
-            Some(Failure::NoEndpoints) => (503, "no endpoints\n"),
-            Some(Failure::AllFailed) => (502, "all endpoints failed\n"),
-            None => match (e.esource(), e.etype()) {
-                (_, ErrorType::HTTPStatus(code)) => (*code, status_line(*code)),
-                (ErrorSource::Upstream, ErrorType::ReadTimedout | ErrorType::WriteTimedout) => {
-                    (504, "upstream timeout\n")
-                }
-                (ErrorSource::Upstream, _) => (502, "upstream error\n"),
-                (
-                    ErrorSource::Downstream,
-                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed,
-                ) => (0, ""),
-                (ErrorSource::Downstream, _) => {
-                    self.ingress.metrics.rejected.inc(Reject::BadBody);
-                    (400, "bad request\n")
-                }
-                _ => (500, "internal error\n"),
-            },
-        };
+        let error = ctx.failure.take().unwrap_or_else(|| from_pingora(e));
         // pingora honours reuse only for errors before an upstream was chosen;
         // otherwise it closes, and the client should be told.
         let reusable_after = !ctx.peer_chosen;
-        let mut reusable = false;
-        if code > 0 && session.response_written().is_none() {
-            let how = Answer {
-                retry_after: false,
-                close: !reusable_after,
-            };
-            reusable = answer(session, code, body, how).await.is_ok() && reusable_after;
-            ctx.answered = Some(code);
-        }
+        let reusable = self.answer(session, ctx, error, !reusable_after).await && reusable_after;
         FailToProxy {
-            error_code: code,
+            error_code: ctx.answered.unwrap_or(0),
             can_reuse_downstream: reusable,
         }
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         // Free the endpoint first: the response is complete.
-        ctx.guard = None;
+        ctx.attempts.release();
         // A response that failed after its head went out (upstream reset
         // mid-body, client gone) was not served: it counts as "other", not
         // under the status its head announced.
@@ -612,38 +615,19 @@ impl ProxyHttp for Proxy {
             Some(r) => r.status.as_u16(),
             None => ctx.answered.unwrap_or(0),
         };
-        let now = Instant::now();
-        let elapsed = now.saturating_duration_since(ctx.start);
-        let method = session.req_header().method.as_str();
-        let rr = ctx.route();
-        let metrics = rr.map_or(&self.ingress.no_route, |rr| &rr.metrics);
-        metrics.count(method, status);
-        metrics.duration.observe(elapsed.as_secs_f64());
-        let endpoint = match (rr, ctx.endpoint, ctx.upstream_start) {
-            (Some(rr), Some(i), Some(t)) => rr.pool.as_ref().map(|pool| {
-                let upstream = now.saturating_duration_since(t);
-                pool.upstreams[i].latency.observe(upstream.as_secs_f64());
-                pool.balancer.endpoints()[i].addr()
-            }),
-            _ => None,
-        };
-        if self.ingress.access_log {
-            let req = session.req_header();
-            access_log::write(&access_log::Entry {
-                client: session
-                    .client_addr()
-                    .and_then(|a| a.as_inet())
-                    .map(|a| a.ip()),
-                method,
+        let req = session.req_header();
+        record::finish(
+            &self.plane,
+            ctx.route(),
+            &ctx.attempts,
+            &Finished {
+                method: req.method.as_str(),
                 host: RequestView { req, peer: None }.host(),
                 path: req.uri.path(),
-                route: rr.map(|r| r.route.name.as_str()),
-                endpoint,
+                client: client_ip(session),
                 status,
-                spilled: ctx.spilled,
-                retries: ctx.connect_failures,
-                duration: elapsed,
-            });
-        }
+                start: ctx.start,
+            },
+        );
     }
 }

@@ -1,0 +1,201 @@
+//! The data plane's one error type and the one table of answers to it.
+//!
+//! Every failure a transport meets (a refused request, a dead endpoint, a
+//! broken response, a full queue) becomes a [`ProxyError`]; [`ProxyError::answer`]
+//! says what the client gets. Transports only write that answer.
+use crate::data::metrics::Reject;
+
+/// Which side of the proxy failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The client: a request the proxy refuses, or a client gone mid-exchange.
+    Downstream,
+    /// An endpoint: refused, timed out, broke, or answered something unusable.
+    Upstream,
+    /// The proxy itself (or its routing table).
+    Internal,
+}
+
+/// What failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// No route matches the request.
+    NoRoute,
+    /// A `status` route answers with this code.
+    StatusRoute(u16),
+    /// The route's pool has no endpoint (or none left to try).
+    NoEndpoints,
+    /// Every candidate the retry budget allowed failed to connect.
+    AllFailed,
+    /// An endpoint did not answer within the route's response timeout.
+    UpstreamTimeout,
+    /// An endpoint's connection broke before a whole response.
+    UpstreamBroken,
+    /// An endpoint's response head cannot be forwarded as it is (invalid
+    /// status, ambiguous framing, unsolicited `101`, endless interim responses).
+    BadResponse,
+    /// A LIFO admission queue is full.
+    QueueFull,
+    /// A request waited in a LIFO queue past its timeout.
+    QueueTimeout,
+    /// A request the proxy refuses before routing it.
+    Rejected(Reject),
+    /// The client went away: nothing to answer.
+    ClientGone,
+    /// A bug or an inconsistent table.
+    Internal,
+}
+
+/// A failure of one request, and whether another endpoint may be tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyError {
+    pub kind: ErrorKind,
+    pub retryable: bool,
+}
+
+/// The response the proxy writes for an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    /// 0: write nothing (the client is gone).
+    pub status: u16,
+    pub body: &'static str,
+    /// `Retry-After: 1` (a queue refused the request).
+    pub retry_after: bool,
+    /// The connection closes after the answer: the request's framing is in
+    /// doubt, or its body was left unread.
+    pub close: bool,
+}
+
+impl ProxyError {
+    pub const fn new(kind: ErrorKind) -> Self {
+        Self {
+            kind,
+            retryable: false,
+        }
+    }
+
+    pub const fn retryable(kind: ErrorKind) -> Self {
+        Self {
+            kind,
+            retryable: true,
+        }
+    }
+
+    pub fn side(&self) -> Side {
+        match self.kind {
+            ErrorKind::Rejected(_) | ErrorKind::ClientGone => Side::Downstream,
+            ErrorKind::AllFailed
+            | ErrorKind::UpstreamTimeout
+            | ErrorKind::UpstreamBroken
+            | ErrorKind::BadResponse => Side::Upstream,
+            ErrorKind::NoRoute
+            | ErrorKind::StatusRoute(_)
+            | ErrorKind::NoEndpoints
+            | ErrorKind::QueueFull
+            | ErrorKind::QueueTimeout
+            | ErrorKind::Internal => Side::Internal,
+        }
+    }
+
+    /// The metric reason of a refused request.
+    pub fn rejection(&self) -> Option<Reject> {
+        match self.kind {
+            ErrorKind::Rejected(reason) => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// The one table of answers.
+    pub fn answer(&self) -> Answer {
+        let plain = |status, body| Answer {
+            status,
+            body,
+            retry_after: false,
+            close: false,
+        };
+        match self.kind {
+            ErrorKind::NoRoute => plain(404, "no route\n"),
+            ErrorKind::StatusRoute(code) => plain(code, status_line(code)),
+            ErrorKind::NoEndpoints => plain(503, "no endpoints\n"),
+            ErrorKind::AllFailed => plain(502, "all endpoints failed\n"),
+            ErrorKind::UpstreamTimeout => plain(504, "upstream timeout\n"),
+            ErrorKind::UpstreamBroken | ErrorKind::BadResponse => plain(502, "upstream error\n"),
+            ErrorKind::QueueFull => Answer {
+                retry_after: true,
+                ..plain(503, "queue full\n")
+            },
+            ErrorKind::QueueTimeout => Answer {
+                retry_after: true,
+                ..plain(503, "queue timeout\n")
+            },
+            ErrorKind::Rejected(reason) => {
+                let (status, body) = match reason {
+                    Reject::BodyTooLarge => (413, "request body too large\n"),
+                    Reject::MethodNotAllowed => (405, "method not allowed\n"),
+                    Reject::HeaderTimeout => (408, "request timeout\n"),
+                    Reject::HeaderTooLarge => (431, "request header too large\n"),
+                    Reject::BadPath => (400, "bad path\n"),
+                    Reject::MissingHost => (400, "missing host\n"),
+                    Reject::BadRequest
+                    | Reject::Smuggling
+                    | Reject::BadBody
+                    | Reject::Incomplete => (400, "bad request\n"),
+                };
+                // Smuggling: the framing is in doubt; a body over the limit
+                // stays unread; a broken body leaves the stream out of step.
+                let close = matches!(
+                    reason,
+                    Reject::Smuggling | Reject::BodyTooLarge | Reject::BadBody
+                );
+                Answer {
+                    close,
+                    ..plain(status, body)
+                }
+            }
+            ErrorKind::ClientGone => plain(0, ""),
+            ErrorKind::Internal => plain(500, "internal error\n"),
+        }
+    }
+}
+
+/// The body of a `status` route's answer.
+fn status_line(status: u16) -> &'static str {
+    match status {
+        200 => "ok\n",
+        204 => "",
+        301 | 302 | 307 | 308 => "redirect\n",
+        400 => "bad request\n",
+        413 => "request body too large\n",
+        401 => "unauthorized\n",
+        403 => "forbidden\n",
+        404 => "not found\n",
+        410 => "gone\n",
+        429 => "too many requests\n",
+        500 => "internal error\n",
+        503 => "unavailable\n",
+        _ => "\n",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_has_one_answer() {
+        let a = ProxyError::new(ErrorKind::Rejected(Reject::Smuggling)).answer();
+        assert_eq!((a.status, a.close), (400, true));
+        let a = ProxyError::new(ErrorKind::QueueFull).answer();
+        assert_eq!(
+            (a.status, a.retry_after, a.body),
+            (503, true, "queue full\n")
+        );
+        assert_eq!(ProxyError::new(ErrorKind::BadResponse).answer().status, 502);
+        assert_eq!(
+            ProxyError::new(ErrorKind::StatusRoute(204)).answer().body,
+            ""
+        );
+        assert_eq!(ProxyError::new(ErrorKind::ClientGone).answer().status, 0);
+        assert_eq!(ProxyError::new(ErrorKind::AllFailed).side(), Side::Upstream);
+    }
+}

@@ -1,0 +1,192 @@
+//! Requests the proxy refuses before routing, and the path routes match.
+//!
+//! pingora's parser lets through what an ingress must not pass on: requests
+//! without Host, `Transfer-Encoding` with `Content-Length` (request
+//! smuggling), bodies declared over the limit, and paths climbing above the
+//! root. Dot-segments and `//` are resolved so routes match what the backend
+//! receives.
+use crate::data::metrics::Reject;
+use crate::data::policy::error::{ErrorKind, ProxyError};
+
+/// What a transport knows of a request head, for screening.
+pub struct Head<'a> {
+    /// HTTP/1.1 (Host is required) rather than 1.0.
+    pub http11: bool,
+    pub has_host: bool,
+    /// `Transfer-Encoding` together with `Content-Length`, as received.
+    pub te_and_cl: bool,
+    pub declared_length: Option<u64>,
+    pub path: &'a str,
+}
+
+/// Refuses a request head, or says which normalised path replaces its own
+/// (`None`: the path is already normal).
+pub fn screen(head: &Head<'_>, max_body: Option<u64>) -> Result<Option<String>, ProxyError> {
+    let refuse = |reason| Err(ProxyError::new(ErrorKind::Rejected(reason)));
+    if head.http11 && !head.has_host {
+        return refuse(Reject::MissingHost);
+    }
+    if head.te_and_cl {
+        return refuse(Reject::Smuggling);
+    }
+    if let (Some(max), Some(len)) = (max_body, head.declared_length) {
+        if len > max {
+            return refuse(Reject::BodyTooLarge);
+        }
+    }
+    match normalize_path(head.path) {
+        Ok(path) => Ok(path),
+        Err(AboveRoot) => refuse(Reject::BadPath),
+    }
+}
+
+/// Whether a segment is a dot-segment, literal or percent-encoded: `Some(false)`
+/// for `.`, `Some(true)` for `..`.
+fn dot_segment(seg: &str) -> Option<bool> {
+    let b = seg.as_bytes();
+    let (mut dots, mut i) = (0, 0);
+    while i < b.len() {
+        if b[i] == b'.' {
+            i += 1;
+        } else if b[i..].len() >= 3 && b[i] == b'%' && b[i + 1] == b'2' && b[i + 2] | 0x20 == b'e' {
+            i += 3;
+        } else {
+            return None;
+        }
+        dots += 1;
+        if dots > 2 {
+            return None;
+        }
+    }
+    match dots {
+        1 => Some(false),
+        2 => Some(true),
+        _ => None,
+    }
+}
+
+/// A path that climbs above the root with `..`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct AboveRoot;
+
+/// The path routes match and the backend receives: dot-segments (`.`, `..`,
+/// also as `%2e`) resolved and empty segments (`//`) merged, so a path cannot
+/// match one route while a backend that normalises reads it as another's.
+/// `Ok(None)` when the path is already normal (the common case, no allocation).
+pub fn normalize_path(path: &str) -> Result<Option<String>, AboveRoot> {
+    // The common case in one pass: no segment starts with `/`, `.` or `%`,
+    // so none is empty or a dot segment.
+    let b = path.as_bytes();
+    if b.first() == Some(&b'/')
+        && !b
+            .windows(2)
+            .any(|w| w[0] == b'/' && matches!(w[1], b'/' | b'.' | b'%'))
+    {
+        return Ok(None);
+    }
+    let Some(rest) = path.strip_prefix('/') else {
+        return Ok(None); // `*` or an authority: nothing to resolve
+    };
+    let mut segments = rest.split('/').peekable();
+    let mut normal = true;
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        if (seg.is_empty() && !last) || dot_segment(seg).is_some() {
+            normal = false;
+            break;
+        }
+    }
+    if normal {
+        return Ok(None);
+    }
+    let mut kept: Vec<&str> = Vec::new();
+    let mut trailing_slash = false;
+    let mut segments = rest.split('/').peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        match dot_segment(seg) {
+            Some(true) => {
+                kept.pop().ok_or(AboveRoot)?;
+                trailing_slash = last;
+            }
+            Some(false) => trailing_slash = last,
+            None if seg.is_empty() => trailing_slash = last,
+            None => {
+                kept.push(seg);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for seg in &kept {
+        out.push('/');
+        out.push_str(seg);
+    }
+    if out.is_empty() || trailing_slash {
+        out.push('/');
+    }
+    Ok(Some(out))
+}
+
+/// Whether a raw request header carries a `Content-Length` field. pingora
+/// drops `Content-Length` when `Transfer-Encoding` is present (RFC 9112 §6.3),
+/// so the conflict is only visible in the bytes as received.
+pub fn has_content_length(raw_header: &[u8]) -> bool {
+    const NAME: &[u8] = b"content-length";
+    raw_header.split(|&b| b == b'\n').any(|line| {
+        line.len() > NAME.len()
+            && line[..NAME.len()].eq_ignore_ascii_case(NAME)
+            && matches!(line[NAME.len()], b':' | b' ' | b'\t')
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normal_paths_are_left_alone() {
+        for p in [
+            "/", "/a", "/a/", "/a/b.c", "/a/.b", "/a/..b", "/a/b%2e", "/%2F..", "*",
+        ] {
+            assert_eq!(normalize_path(p), Ok(None), "{p}");
+        }
+    }
+
+    #[test]
+    fn dot_segments_and_empty_segments_are_resolved() {
+        let cases = [
+            ("//admin", "/admin"),
+            ("/static/../admin", "/admin"),
+            ("/static/%2e%2e/admin", "/admin"),
+            ("/static/%2E./admin", "/admin"),
+            ("/static/.%2e/admin", "/admin"),
+            ("/a/./b", "/a/b"),
+            ("/a/%2e/b", "/a/b"),
+            ("/a/b/..", "/a/"),
+            ("/a/.", "/a/"),
+            ("/a//b//", "/a/b/"),
+            ("/a/..", "/"),
+            ("//", "/"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(normalize_path(raw), Ok(Some(want.to_string())), "{raw}");
+        }
+    }
+
+    #[test]
+    fn climbing_above_the_root_is_refused() {
+        for p in ["/..", "/../etc/passwd", "/a/../../b", "/%2e%2e/x"] {
+            assert_eq!(normalize_path(p), Err(AboveRoot), "{p}");
+        }
+    }
+
+    #[test]
+    fn content_length_is_found_in_raw_headers() {
+        let raw = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\ncontent-LENGTH: 4\r\n\r\n";
+        assert!(has_content_length(raw));
+        assert!(!has_content_length(
+            b"POST / HTTP/1.1\r\nX-Content-Length: 4\r\nContent-Lengthy: 1\r\n\r\n"
+        ));
+    }
+}
