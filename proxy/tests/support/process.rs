@@ -46,22 +46,30 @@ impl Ringress {
     /// Starts the binary with extra arguments and waits until `/readyz` is 200
     /// and the proxy port accepts connections.
     pub fn start_with(routes_yaml: &str, extra: &[&str]) -> Self {
-        Self::start_until(routes_yaml, extra, "/readyz")
+        Self::start_until(routes_yaml, extra, "/readyz", &fast_path())
+    }
+
+    /// As `start_with`, with `--fast-path` set by the test rather than by
+    /// `RINGRESS_FAST_PATH`, for tests that compare the two paths (`extra`
+    /// cannot override it: at 530e1b3 the binary refuses `--fast-path` given
+    /// twice, "invalid value 'true'").
+    pub fn start_with_fast_path(routes_yaml: &str, extra: &[&str], on: bool) -> Self {
+        Self::start_until(routes_yaml, extra, "/readyz", if on { "on" } else { "off" })
     }
 
     /// Starts the binary and waits only until it serves (`/healthz` and the
     /// proxy port), for cases where it is not meant to be ready.
     pub fn start_live(routes_yaml: &str, extra: &[&str]) -> Self {
-        Self::start_until(routes_yaml, extra, "/healthz")
+        Self::start_until(routes_yaml, extra, "/healthz", &fast_path())
     }
 
     /// A free port can be taken between `free_addr` and the binary's bind (by
     /// another test's outgoing connection), and the binary then exits at
     /// start-up; so an exit at start-up is retried twice on other ports.
-    fn start_until(routes_yaml: &str, extra: &[&str], probe: &str) -> Self {
+    fn start_until(routes_yaml: &str, extra: &[&str], probe: &str, fast_path: &str) -> Self {
         let mut attempt = 1;
         loop {
-            let mut me = Self::spawn(routes_yaml, extra);
+            let mut me = Self::spawn(routes_yaml, extra, fast_path);
             match me.wait_until(probe) {
                 Ok(()) => return me,
                 Err(status) if attempt < 3 => {
@@ -90,7 +98,7 @@ impl Ringress {
         })
     }
 
-    fn spawn(routes_yaml: &str, extra: &[&str]) -> Self {
+    fn spawn(routes_yaml: &str, extra: &[&str], fast_path: &str) -> Self {
         let dir = temp_dir("proxy");
         let routes = dir.join("routes.yaml");
         std::fs::write(&routes, routes_yaml).unwrap();
@@ -106,7 +114,7 @@ impl Ringress {
                 &admin.to_string(),
             ])
             .args(["--threads", "2"])
-            .args(["--fast-path", &fast_path()])
+            .args(["--fast-path", fast_path])
             .args(extra)
             .env(
                 "RUST_LOG",
