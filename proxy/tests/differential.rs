@@ -698,6 +698,46 @@ fn route_file(cases: &[Case], endpoints: &[Option<Recording>]) -> String {
     yaml
 }
 
+/// Where the two transports cannot agree byte for byte, the policy being the
+/// same: the case, why, and what the client must see with the fast path on
+/// and off (every line must appear). Asserted, so a change on either side
+/// shows.
+const TRANSPORT_DIFFERENCES: &[(&str, &str, &[&str], &[&str])] = &[
+    (
+        "content_length_and_chunked",
+        "pingora's HTTP/1 client removes Content-Length when Transfer-Encoding is present \
+         before any hook sees the head (forwarding so is what RFC 9112 §6.3 asks of an \
+         intermediary that forwards); the fast path sees both and refuses the ambiguity",
+        &["HTTP/1.1 502 Bad Gateway", "connection: closed"],
+        &["HTTP/1.1 200 OK", "transfer-encoding: chunked", "\"abc\""],
+    ),
+    (
+        "cut_short",
+        "pingora writes a response head before its body arrives; the fast path holds a \
+         response of up to 16 KiB until it is whole, so a cut before that is a 502",
+        &["HTTP/1.1 502 Bad Gateway", "connection: closed"],
+        &["HTTP/1.1 200 OK", "Cut"],
+    ),
+    (
+        "chunked_with_trailers",
+        "pingora's HTTP/1 writer re-chunks bodies and drops trailer fields (pingora 0.9 \
+         does not write HTTP/1 trailers); the fast path passes chunks through byte for byte",
+        &[
+            "trailers: \"X-Checksum: 42\\r\\n\\r\\n\"",
+            "\"hello world\"",
+        ],
+        &["trailers: \"\\r\\n\"", "\"hello world\""],
+    ),
+    (
+        "chunked_trailing_comma",
+        "`Transfer-Encoding: chunked,` is chunked (RFC 9110 §5.6.1: empty list elements \
+         are ignored); pingora's HTTP/1 client reads it as not chunked, so its transport \
+         refuses the response rather than tell the client a framing it did not use",
+        &["HTTP/1.1 200 OK", "\"hello\""],
+        &["HTTP/1.1 502 Bad Gateway", "upstream error"],
+    ),
+];
+
 #[test]
 fn both_request_paths_treat_every_case_alike() {
     let cases = cases();
@@ -748,6 +788,25 @@ fn both_request_paths_treat_every_case_alike() {
             forwarded_only
         };
         let client_same = client_on == client_off;
+        if let Some((_, why, on_shows, off_shows)) =
+            TRANSPORT_DIFFERENCES.iter().find(|k| k.0 == case.name)
+        {
+            let missing: Vec<String> = (on_shows.iter().map(|l| ("on", &client_on, l)))
+                .chain(off_shows.iter().map(|l| ("off", &client_off, l)))
+                .filter(|(_, side, line)| !side.contains(**line))
+                .map(|(flag, _, line)| format!("--fast-path {flag} lacks {line}"))
+                .collect();
+            if backend_same && missing.is_empty() {
+                println!("known transport difference: {} ({why})", case.name);
+                continue;
+            }
+            let report = format!(
+                "=== {} (known difference: {why}): {missing:?}\n--- on:\n{client_on}--- off:\n{client_off}",
+                case.name
+            );
+            differing.push((case.name, report));
+            continue;
+        }
         if client_same && backend_same {
             let first = client_on.lines().next().unwrap_or_default();
             let last = client_on.lines().last().unwrap_or_default();

@@ -187,19 +187,54 @@ impl Forwarded<'_> {
     }
 }
 
-/// A field value as forwarded: an obs-fold (a line break followed by
-/// whitespace) becomes spaces (RFC 9112 §5.2).
+/// A field value as forwarded: each obs-fold (a line break and the
+/// whitespace around it) becomes one space (RFC 9112 §5.2).
 #[inline]
 pub fn unfold(value: &[u8]) -> Cow<'_, [u8]> {
     if !value.iter().any(|&b| b == b'\r' || b == b'\n') {
         return Cow::Borrowed(value);
     }
-    Cow::Owned(
-        value
-            .iter()
-            .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })
-            .collect(),
-    )
+    let mut out = Vec::with_capacity(value.len());
+    let mut folding = false;
+    for &b in value {
+        match b {
+            b'\r' | b'\n' => {
+                while out.last().is_some_and(|&c| c == b' ' || c == b'\t') {
+                    out.pop();
+                }
+                folding = true;
+            }
+            b' ' | b'\t' if folding => {}
+            _ => {
+                if folding {
+                    out.push(b' ');
+                    folding = false;
+                }
+                out.push(b);
+            }
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A list-valued field (`Transfer-Encoding`) with empty elements dropped
+/// (RFC 9110 §5.6.1: `chunked,` is `chunked`), so the framing the client is
+/// told is the framing the proxy used.
+#[inline]
+pub fn tidy_list(value: &[u8]) -> Cow<'_, [u8]> {
+    let untidy = value
+        .split(|&b| b == b',')
+        .enumerate()
+        .any(|(i, e)| e.trim_ascii().is_empty() || (i > 0 && !e.starts_with(b" ")));
+    if !untidy {
+        return Cow::Borrowed(value.trim_ascii());
+    }
+    let elements: Vec<&[u8]> = value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|e| !e.is_empty())
+        .collect();
+    Cow::Owned(elements.join(&b", "[..]))
 }
 
 /// Room for the longest IPv6 text form, on the stack.
@@ -363,8 +398,19 @@ mod tests {
     }
 
     #[test]
-    fn obs_folds_become_spaces() {
-        assert_eq!(&*unfold(b"a\r\n b"), b"a   b");
+    fn obs_folds_become_one_space() {
+        assert_eq!(&*unfold(b"a\r\n  b"), b"a b");
+        assert_eq!(&*unfold(b"a \r\n\tb\r\n c"), b"a b c");
         assert!(matches!(unfold(b"plain"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn lists_lose_their_empty_elements() {
+        assert_eq!(&*tidy_list(b"chunked,"), b"chunked");
+        assert_eq!(&*tidy_list(b"gzip,,chunked"), b"gzip, chunked");
+        assert!(matches!(
+            tidy_list(b"gzip, chunked"),
+            Cow::Borrowed(b"gzip, chunked")
+        ));
     }
 }

@@ -874,7 +874,15 @@ fn write_client_head(
             .map(|h| h.value),
     );
     for h in headers {
-        if !headers::drop_downstream(h.name, &connection, route_headers, false) {
+        if headers::drop_downstream(h.name, &connection, route_headers, false) {
+            continue;
+        }
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            let value = headers::tidy_list(h.value);
+            if !value.is_empty() {
+                copy_header(out, raw, h.name.as_bytes(), &value);
+            }
+        } else {
             copy_header(out, raw, h.name.as_bytes(), h.value);
         }
     }

@@ -281,7 +281,17 @@ impl ProxyHttp for Proxy {
                 peer: client_ip(session),
             },
         );
-        ctx.upgrade = session.req_header().headers.contains_key(header::UPGRADE);
+        // An upgrade handshake needs both fields (RFC 9110 §7.8); a lone
+        // `Upgrade` is dropped like any hop-by-hop field.
+        let req = session.req_header();
+        ctx.upgrade = req.headers.contains_key(header::UPGRADE)
+            && ConnectionNames::parse(
+                req.headers
+                    .get_all(header::CONNECTION)
+                    .iter()
+                    .map(|v| v.as_bytes()),
+            )
+            .upgrade;
         ctx.runtime = Some(Arc::clone(&runtime));
         let routed = match routed {
             Ok(routed) => routed,
@@ -524,6 +534,38 @@ impl ProxyHttp for Proxy {
         ctx.upstream_responded = true;
         ctx.attempts.responded();
         ctx.close_delimited = framing == BodyFraming::UntilClose && status != 101;
+        // The proxy speaks HTTP/1.1 to its client whatever the endpoint spoke.
+        upstream.set_version(http::Version::HTTP_11);
+        if framing == BodyFraming::Chunked {
+            // pingora reads a body as chunked only when the last element of
+            // the last Transfer-Encoding line is; where it would read the body
+            // otherwise than the policy framed it, the response is refused.
+            let pingora_chunked = upstream
+                .headers
+                .get_all(header::TRANSFER_ENCODING)
+                .iter()
+                .next_back()
+                .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
+                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            if !pingora_chunked {
+                if let (Some(rr), false) = (rr, ctx.reused) {
+                    ctx.attempts.broke_before_head(rr);
+                }
+                ctx.failure = Some(ProxyError::new(ErrorKind::BadResponse));
+                return Err(bad_response());
+            }
+            let codings: Vec<Vec<u8>> = upstream
+                .headers
+                .get_all(header::TRANSFER_ENCODING)
+                .iter()
+                .map(|v| headers::tidy_list(v.as_bytes()).into_owned())
+                .filter(|v| !v.is_empty())
+                .collect();
+            upstream.remove_header(&header::TRANSFER_ENCODING);
+            for coding in codings {
+                upstream.append_header(header::TRANSFER_ENCODING, coding.as_slice())?;
+            }
+        }
         let Some(rr) = rr else {
             return Ok(());
         };
