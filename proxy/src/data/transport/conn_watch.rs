@@ -1,7 +1,7 @@
 //! The state of one client connection shared by the front door's stream
 //! wrapper, its request loop and pingora's `new_ctx`: which phase the current
 //! request is in, and bytes to replay into pingora's pipeline.
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -28,8 +28,11 @@ pub struct Watch {
     pub reply: AtomicU8,
     /// `Reject` index + 1 once the wrapper has ended the connection.
     pub ended: AtomicU8,
-    /// Status of a response pingora wrote before the header was parsed.
-    pub written: AtomicU16,
+    /// pingora wrote a response before a request header was parsed: its
+    /// parser refused the request (400), or the method (405 for CONNECT).
+    pub answered_early: AtomicBool,
+    /// The request being read is a CONNECT (what pingora refuses with 405).
+    pub connect: AtomicBool,
     /// Set while `replay` holds bytes the fast path read and handed to pingora.
     pub replaying: AtomicBool,
     replay: Mutex<Bytes>,

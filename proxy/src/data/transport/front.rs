@@ -143,7 +143,8 @@ impl Front {
     ) -> Option<Stream> {
         watch.phase.store(IDLE, Relaxed);
         watch.reply.store(NO_REPLY, Relaxed);
-        watch.written.store(0, Relaxed);
+        watch.answered_early.store(false, Relaxed);
+        watch.connect.store(false, Relaxed);
         let mut request = std::pin::pin!(self.next_request(stream, conn, watch, shutdown));
         // The timer is re-armed lazily: a keep-alive request only moves the
         // deadline, and a timer that fires early (armed for an earlier
@@ -196,11 +197,15 @@ impl Front {
         match outcome {
             Ok(Some(reused)) => Some(reused),
             Ok(None) => {
+                // No header parsed, yet pingora answered: its parser refused
+                // the request (400) or its method (CONNECT, 405). Told apart by
+                // the request, not by reading pingora's answer.
                 if watch.phase.load(Relaxed) != PARSED {
-                    match watch.written.load(Relaxed) {
-                        400 => rejected.inc(Reject::BadRequest),
-                        405 => rejected.inc(Reject::MethodNotAllowed),
-                        0 if watch.phase.load(Relaxed) == HEADER => {
+                    let early = watch.answered_early.load(Relaxed);
+                    match (early, watch.connect.load(Relaxed)) {
+                        (true, true) => rejected.inc(Reject::MethodNotAllowed),
+                        (true, false) => rejected.inc(Reject::BadRequest),
+                        (false, _) if watch.phase.load(Relaxed) == HEADER => {
                             rejected.inc(Reject::Incomplete)
                         }
                         _ => {}
@@ -232,6 +237,7 @@ impl ServerApp for Front {
             watch: Arc::clone(&watch),
             max_header: self.limits.max_header,
             header_bytes: 0,
+            method: [0; 8],
             reply_sent: 0,
         });
         WATCH
@@ -252,6 +258,8 @@ struct Guarded {
     max_header: usize,
     /// Bytes read for the current request header.
     header_bytes: usize,
+    /// The first bytes of the current request (its method).
+    method: [u8; 8],
     /// Bytes of a 408/431 reply written so far.
     reply_sent: usize,
 }
@@ -317,6 +325,7 @@ impl AsyncRead for Guarded {
         }
         if phase == IDLE {
             this.header_bytes = 0;
+            this.method = [0; 8];
             this.reply_sent = 0;
         }
         let before = buf.filled().len();
@@ -331,6 +340,13 @@ impl AsyncRead for Guarded {
                     }
                 } else {
                     this.watch.phase.store(HEADER, Relaxed);
+                    if this.header_bytes < this.method.len() {
+                        let from = this.header_bytes;
+                        let n = read.len().min(this.method.len() - from);
+                        this.method[from..from + n].copy_from_slice(&read[..n]);
+                        let connect = this.method.starts_with(b"CONNECT ");
+                        this.watch.connect.store(connect, Relaxed);
+                    }
                     let total = this.header_bytes + read.len();
                     // Body bytes may share the read that ends the header: look
                     // for its end only when the read goes over the limit.
@@ -364,13 +380,8 @@ impl AsyncWrite for Guarded {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         // Only pingora's own error responses are written before a header is parsed.
-        if this.watch.phase.load(Relaxed) != PARSED && data.starts_with(b"HTTP/1.") {
-            let status = data
-                .get(9..12)
-                .and_then(|s| std::str::from_utf8(s).ok())
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            this.watch.written.store(status, Relaxed);
+        if this.watch.phase.load(Relaxed) != PARSED {
+            this.watch.answered_early.store(true, Relaxed);
         }
         Pin::new(&mut this.inner).poll_write(cx, data)
     }
