@@ -101,17 +101,15 @@ pub fn drop_upstream(
     route_headers: &[(String, String)],
     upgrade: bool,
 ) -> bool {
-    (is_hop_by_hop(name) && !(upgrade && is_upgrade_field(name)))
-        || NOT_UPSTREAM.iter().any(|n| name.eq_ignore_ascii_case(n))
-        || connection.lists(name)
+    drop_downstream(name, connection, route_headers, upgrade)
+        || (matches!(name.len(), 7 | 19)
+            && NOT_UPSTREAM.iter().any(|n| name.eq_ignore_ascii_case(n)))
         || is_forwarded(name)
-        || route_headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case(name))
 }
 
-/// Whether a response field stays out of the response sent to the client.
-/// `upgrade`: a `101` the proxy passes on keeps `Upgrade` and `Connection`.
+/// Whether a response field stays out of the response sent to the client
+/// (and, with [`drop_upstream`]'s additions, a request field out of the
+/// request). `upgrade`: a handshake passed on keeps `Upgrade` and `Connection`.
 #[inline]
 pub fn drop_downstream(
     name: &str,

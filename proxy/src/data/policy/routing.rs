@@ -1,7 +1,6 @@
 //! The route of a request (matched once), its hash key, and its admission
 //! through the LIFO queues.
 use std::cell::RefCell;
-use std::sync::Arc;
 
 use ringress_ring::{hash_key, Algorithm};
 use ringress_routes::{BackendTarget, Match, RequestParts};
@@ -102,9 +101,4 @@ pub async fn admit(plane: &DataPlane, rr: &RouteRuntime) -> Result<Permits, Prox
         }
     }
     Ok(Permits(permits))
-}
-
-/// The route at `index` of `runtime`.
-pub fn route_at(runtime: &Arc<Runtime>, index: usize) -> &RouteRuntime {
-    &runtime.routes[index]
 }

@@ -228,6 +228,20 @@ fn from_pingora(e: &Error) -> ProxyError {
     ProxyError::new(kind)
 }
 
+/// The fields of a message the policy drops, judged with the message's own
+/// `Connection` options. Allocates only when some field goes.
+fn fields_to_drop(
+    map: &http::HeaderMap,
+    drop: impl Fn(&str, &ConnectionNames<'_>) -> bool,
+) -> Vec<http::HeaderName> {
+    let connection =
+        ConnectionNames::parse(map.get_all(header::CONNECTION).iter().map(|v| v.as_bytes()));
+    map.keys()
+        .filter(|n| drop(n.as_str(), &connection))
+        .cloned()
+        .collect()
+}
+
 fn bad_response() -> Box<Error> {
     Error::explain(
         ErrorType::InvalidHTTPHeader,
@@ -448,20 +462,9 @@ impl ProxyHttp for Proxy {
             return Ok(());
         };
         let route_headers = &rr.route.request_headers;
-        let connection = ConnectionNames::parse(
-            upstream
-                .headers
-                .get_all(header::CONNECTION)
-                .iter()
-                .map(|v| v.as_bytes()),
-        );
-        let dropped: Vec<http::HeaderName> = upstream
-            .headers
-            .keys()
-            .filter(|n| headers::drop_upstream(n.as_str(), &connection, route_headers, ctx.upgrade))
-            .cloned()
-            .collect();
-        drop(connection);
+        let dropped = fields_to_drop(&upstream.headers, |name, connection| {
+            headers::drop_upstream(name, connection, route_headers, ctx.upgrade)
+        });
         let prior_for = upstream.headers.get("x-forwarded-for").cloned();
         let host = upstream.headers.get(header::HOST).cloned();
         for name in dropped {
@@ -474,14 +477,16 @@ impl ProxyHttp for Proxy {
             host: host.as_ref().map(|v| v.as_bytes()),
             proto: "http",
         };
-        let mut added = Vec::with_capacity(3);
+        let mut failed = None;
         forwarded.each(route_headers, |name, value| {
             if let Ok(value) = http::HeaderValue::from_bytes(value) {
-                added.push((name, value));
+                if let Err(e) = upstream.insert_header(name, value) {
+                    failed.get_or_insert(e);
+                }
             }
         });
-        for (name, value) in added {
-            upstream.insert_header(name, value)?;
+        if let Some(e) = failed {
+            return Err(e);
         }
         for (name, value) in route_headers {
             upstream.insert_header(name.clone(), value.as_str())?;
@@ -570,24 +575,11 @@ impl ProxyHttp for Proxy {
             return Ok(());
         };
         let route_headers = &rr.route.response_headers;
-        let connection = ConnectionNames::parse(
-            upstream
-                .headers
-                .get_all(header::CONNECTION)
-                .iter()
-                .map(|v| v.as_bytes()),
-        );
         // pingora writes `Connection` itself (keep-alive or close) on every
         // final response; a 101 keeps the endpoint's `Connection: upgrade`.
-        let dropped: Vec<http::HeaderName> = upstream
-            .headers
-            .keys()
-            .filter(|n| {
-                headers::drop_downstream(n.as_str(), &connection, route_headers, status == 101)
-            })
-            .cloned()
-            .collect();
-        drop(connection);
+        let dropped = fields_to_drop(&upstream.headers, |name, connection| {
+            headers::drop_downstream(name, connection, route_headers, status == 101)
+        });
         for name in dropped {
             upstream.remove_header(&name);
         }
