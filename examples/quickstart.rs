@@ -293,6 +293,21 @@ routes:
 /// or `$RINGRESS_BIN`. `cargo run --example` builds the library but not the
 /// package's binaries, so when run by cargo this builds the binary first (a
 /// no-op when it is up to date), and the proxy always matches the source.
+///
+/// That build must resolve features exactly as the `cargo run` that started
+/// us did, or cargo compiles the dependencies a second time: run from the
+/// repository root, `cargo run` resolves for the whole workspace including
+/// dev-dependencies (an example needs them), and the benches' criterion turns
+/// on features (bitflags/std, either/use_std, zerocopy/derive, ...) that a
+/// plain `cargo build -p ringress --bin ringress` leaves off, which changes
+/// pingora's, kube's and ringress's fingerprints. So the build runs in the
+/// same directory, selects packages the same way (no `-p`) and names this
+/// example too, which brings the dev-dependencies into the resolution.
+///
+/// It must also see the environment that `cargo run` saw, not ours: cargo
+/// runs us with the package's `CARGO_PKG_*`, `CARGO_MANIFEST_*` (and for
+/// some packages `OUT_DIR`) set, and ring's build script reruns when any of
+/// those changes, which rebuilds ring, rustls, kube and ringress.
 fn proxy_binary() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("RINGRESS_BIN") {
         return Ok(path.into());
@@ -309,20 +324,49 @@ fn proxy_binary() -> Result<PathBuf> {
     {
         // Cargo names the `dev` profile's directory `debug`.
         let profile = if profile == "debug" { "dev" } else { profile };
-        eprintln!("Building the proxy: cargo build -p ringress --bin ringress --profile {profile}");
-        let status = Command::new(cargo)
+        // `cargo run` leaves us in the directory it was run from; outside the
+        // workspace (`--manifest-path`), build from its root.
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .ok_or("no workspace root")?;
+        let cwd = std::env::current_dir()?;
+        let dir = if cwd.starts_with(workspace) {
+            cwd
+        } else {
+            workspace.to_path_buf()
+        };
+        eprintln!(
+            "Building the proxy: cargo build --bin ringress --example quickstart --profile {profile}"
+        );
+        let mut build = Command::new(cargo);
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("CARGO_PKG_")
+                || key.starts_with("CARGO_MANIFEST_")
+                || [
+                    "CARGO_CRATE_NAME",
+                    "CARGO_BIN_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "OUT_DIR",
+                ]
+                .contains(&key.as_ref())
+            {
+                build.env_remove(key.as_ref());
+            }
+        }
+        let status = build
             .args([
                 "build",
-                "-p",
-                "ringress",
                 "--bin",
                 "ringress",
+                "--example",
+                "quickstart",
                 "--profile",
                 profile,
             ])
             .arg("--target-dir")
             .arg(target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .current_dir(dir)
             .stdin(Stdio::null())
             .status()?;
         if !status.success() {

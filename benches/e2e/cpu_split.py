@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where a proxy's CPU per request goes: user space (the proxy's own code) against the kernel
 (the TCP stack, wake-ups, syscalls), for ringress, HAProxy and NGINX on the traffic and setup of
-the side-by-side bench (../shared/bench/peers.py: its backends, configurations and key script,
+the side-by-side bench (peers.py: its backends, configurations and key script,
 the proxy alone on CPU 1, wrk and the backends on CPU 0).
 
 Run from the repository root (apt-get install -y nginx-light haproxy wrk; perf and strace for

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What each proxy costs the rest of the side-by-side bench: TCP segments per request on every
 hop, upstream connections, how often the proxy sleeps, and the time per request of CPU 0, where wrk
-and the backends run (../shared/bench/peers.py: its backends, configurations and key script; the
+and the backends run (peers.py: its backends, configurations and key script; the
 proxy alone on CPU 1, wrk and the backends on CPU 0).
 
 Run from the repository root (apt-get install -y nginx-light haproxy wrk):

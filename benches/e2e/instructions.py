@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Instructions per proxied request, counted by valgrind's callgrind: a figure that does not
 depend on machine noise, for comparing ringress with HAProxy and NGINX on the traffic of the
-side-by-side bench (../shared/bench/peers.py: its backends, configurations and key script).
+side-by-side bench (peers.py: its backends, configurations and key script).
 
 Run from the repository root (apt-get install -y valgrind wrk nginx-light haproxy):
 
@@ -86,7 +86,7 @@ def main():
     ap.add_argument("--only", default="ringress,haproxy,nginx")
     ap.add_argument("--seconds", type=int, default=15)
     ap.add_argument("--binary", default="target/release/ringress")
-    ap.add_argument("--peers", default=os.path.join(HERE, "../../../shared/bench/peers.py"),
+    ap.add_argument("--peers", default=os.path.join(HERE, "peers.py"),
                     help="path of peers.py, whose backends and configurations are used")
     ap.add_argument("--callgrind-out", default=None,
                     help="prefix of the callgrind files kept (default: a temporary directory)")

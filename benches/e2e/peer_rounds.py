@@ -1,11 +1,11 @@
 """Shared by the scripts that run ringress, HAProxy and NGINX on the side-by-side bench's setup
-(../shared/bench/peers.py): its backends on CPU 0, each proxy in turn alone on CPU 1."""
+(peers.py, beside this file): its backends on CPU 0, each proxy in turn alone on CPU 1."""
 import os
 import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_PEERS = os.path.join(HERE, "../../../shared/bench/peers.py")
+DEFAULT_PEERS = os.path.join(HERE, "peers.py")
 
 
 def load_peers(path):

@@ -27,7 +27,7 @@ Parts (--only selects; the default is all four):
   rebuild  `cargo bench -p ringress-benches --bench rebuild` (ring and runtime rebuild after
            one endpoint of a 1,000-endpoint Service changes), criterion medians.
 
---peers PATH also runs PATH (the side-by-side peers bench, ../shared/bench/peers.py) with
+--peers PATH also runs PATH (the side-by-side peers bench, benches/e2e/peers.py) with
 this binary as --ours and prints its table. Every process started is stopped on exit.
 """
 import argparse

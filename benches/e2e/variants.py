@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Several ringress builds or flag sets against HAProxy, interleaved round by round, on the setup
-of the side-by-side bench (../shared/bench/peers.py: its backends on CPU 0 with wrk, its route
+of the side-by-side bench (peers.py: its backends on CPU 0 with wrk, its route
 file, each proxy alone on CPU 1). For telling two variants apart on a noisy machine: each round
 runs HAProxy and every variant back to back, and the summary gives medians of per-round
 differences against HAProxy, which the host's drift cancels out of.
@@ -9,7 +9,7 @@ Run from the repository root (apt-get install -y nginx-light haproxy wrk):
 
     python3 benches/e2e/variants.py \\
         now='target/release/ringress' \\
-        off='target/release/ringress --poll-interval 0' \\
+        off='target/release/ringress --fast-path off' \\
         --rounds 6 --seconds 6 [--conns 64] [--zipf]
 
 Each variant is NAME=COMMAND; the route, listen and admin flags are appended (one worker).

