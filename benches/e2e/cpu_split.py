@@ -30,23 +30,6 @@ import peer_rounds
 
 
 
-def group_split(pgid, clk):
-    """(user, system) CPU seconds of every live process in the process group."""
-    user = system = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % pid) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:
-            user += int(fields[11])
-            system += int(fields[12])
-    return user / clk, system / clk
-
-
 def group_pids(pgid):
     out = []
     for pid in os.listdir("/proc"):
@@ -131,9 +114,9 @@ def main():
 
     def measure(r, t, proc, _backends, d):
         peers.run_wrk("http://" + peers.LISTEN, 2, a.conns, False)
-        u0, s0 = group_split(proc.pid, peers.CLK)
+        u0, s0 = peers.group_split(proc.pid)
         res = peers.run_wrk("http://" + peers.LISTEN, a.seconds, a.conns, False)
-        u1, s1 = group_split(proc.pid, peers.CLK)
+        u1, s1 = peers.group_split(proc.pid)
         n = max(1, res["rps"] * a.seconds)
         row = {"rps": res["rps"], "user": 1e6 * (u1 - u0) / n,
                "sys": 1e6 * (s1 - s0) / n, "errors": res["errors"]}

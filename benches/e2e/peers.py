@@ -41,9 +41,10 @@ PORTS = [19001, 19002, 19003, 19004]
 LISTEN = "127.0.0.1:18080"
 ADMIN = "127.0.0.1:18081"
 
-# The route file handed to --ours, in the project's route-file format.
-ROUTES = """\
-routes:
+def products_routes(ports):
+    """The route file handed to --ours, in the project's route-file format."""
+    eps = "\n".join("        - http://127.0.0.1:%d" % p for p in ports)
+    return """routes:
   - name: products
     match:
       path: /products/{id}
@@ -54,7 +55,10 @@ routes:
       algorithm: consistentHash
       endpoints:
 %s
-""" % "\n".join("        - http://127.0.0.1:%d" % p for p in PORTS)
+""" % eps
+
+
+ROUTES = products_routes(PORTS)
 
 
 def body():
@@ -208,9 +212,9 @@ def parse_wrk(out):
 CLK = os.sysconf("SC_CLK_TCK")
 
 
-def group_cpu_seconds(pgid):
-    """User+system CPU seconds of every live process in the process group."""
-    total = 0
+def group_split(pgid):
+    """(user, system) CPU seconds of every live process in the process group."""
+    user = system = 0
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -220,8 +224,14 @@ def group_cpu_seconds(pgid):
         except OSError:
             continue
         if int(fields[2]) == pgid:  # field 5 of stat: process group
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLK
+            user += int(fields[11])  # utime
+            system += int(fields[12])  # stime
+    return user / CLK, system / CLK
+
+
+def group_cpu_seconds(pgid):
+    """User+system CPU seconds of every live process in the process group."""
+    return sum(group_split(pgid))
 
 
 def run_wrk(url, seconds, conns, zipf, think_ms=0):

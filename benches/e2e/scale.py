@@ -43,6 +43,7 @@ import sys
 import tempfile
 import time
 
+from peers import products_routes
 from proc_util import (cpu_seconds, free_port, http_get, log, metric, on_signal,
                        proc_status, start, stop, stop_all, wait_port, write)
 
@@ -86,20 +87,6 @@ http { access_log off; sendfile on; tcp_nodelay on; keepalive_requests 1000000;
 
 # ---------------------------------------------------------------- route files
 
-def products_routes(ports):
-    eps = "\n".join("        - http://127.0.0.1:%d" % p for p in ports)
-    return """routes:
-  - name: products
-    match:
-      path: /products/{id}
-    filters:
-      - consistentHashKey: "${id}"
-      - consistentHashBalanceFactor: 2
-    backend:
-      algorithm: consistentHash
-      endpoints:
-%s
-""" % eps
 
 
 def many_addr(n, net):
