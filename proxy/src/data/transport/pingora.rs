@@ -626,7 +626,7 @@ impl ProxyHttp for Proxy {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
-        let error = ctx.failure.take().unwrap_or_else(|| from_pingora(e));
+        let error = ctx.failure.unwrap_or_else(|| from_pingora(e));
         // pingora honours reuse only for errors before an upstream was chosen;
         // otherwise it closes, and the client should be told.
         let reusable_after = !ctx.peer_chosen;
