@@ -15,6 +15,34 @@ pub(crate) fn is_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Why a header filter may not set `name` (`None`: it may). Framing and
+/// hop-by-hop fields belong to each connection, not to the route: a set
+/// `Content-Length` or `Transfer-Encoding` would let the proxy and the
+/// next hop disagree where a message ends (RFC 9112 §6.3), and hop-by-hop
+/// fields are removed at every hop (RFC 9110 §7.6.1). `Host` may be set on
+/// requests (to rewrite the authority the backend sees), not on responses.
+pub(crate) fn unsettable_header(name: &str, request: bool) -> Option<&'static str> {
+    const FRAMING: [&str; 2] = ["content-length", "transfer-encoding"];
+    const HOP_BY_HOP: [&str; 6] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+    ];
+    let is = |set: &[&str]| set.iter().any(|n| n.eq_ignore_ascii_case(name));
+    if is(&FRAMING) {
+        Some("frames the message; the proxy sets it")
+    } else if is(&HOP_BY_HOP) {
+        Some("is hop-by-hop; the proxy sets it per connection")
+    } else if !request && name.eq_ignore_ascii_case("host") {
+        Some("is a request header")
+    } else {
+        None
+    }
+}
+
 /// An HTTP token (RFC 9110 `tchar`), as header names and methods are.
 pub(crate) fn is_token(s: &str) -> bool {
     !s.is_empty()

@@ -269,6 +269,35 @@ fn filter_values() {
 }
 
 #[test]
+fn header_filters_may_not_set_framing_or_hop_by_hop_fields() {
+    let yaml = "routes:
+  - name: r
+    filters:
+      - setRequestHeader: {name: Content-Length, value: \"0\"}
+      - setResponseHeader: {name: transfer-encoding, value: chunked}
+      - setRequestHeader: {name: Connection, value: close}
+      - setResponseHeader: {name: Upgrade, value: h2c}
+      - setRequestHeader: {name: TE, value: trailers}
+      - setResponseHeader: {name: Keep-Alive, value: timeout=1}
+      - setResponseHeader: {name: Host, value: a}
+      - setRequestHeader: {name: Host, value: internal.example}
+    backend: {endpoints: [http://a:1]}
+";
+    assert_eq!(
+        error_lines(yaml),
+        [
+            "routes.yaml:4:34: route \"r\": filter setRequestHeader: \"Content-Length\" frames the message; the proxy sets it",
+            "routes.yaml:5:35: route \"r\": filter setResponseHeader: \"transfer-encoding\" frames the message; the proxy sets it",
+            "routes.yaml:6:34: route \"r\": filter setRequestHeader: \"Connection\" is hop-by-hop; the proxy sets it per connection",
+            "routes.yaml:7:35: route \"r\": filter setResponseHeader: \"Upgrade\" is hop-by-hop; the proxy sets it per connection",
+            "routes.yaml:8:34: route \"r\": filter setRequestHeader: \"TE\" is hop-by-hop; the proxy sets it per connection",
+            "routes.yaml:9:35: route \"r\": filter setResponseHeader: \"Keep-Alive\" is hop-by-hop; the proxy sets it per connection",
+            "routes.yaml:10:35: route \"r\": filter setResponseHeader: \"Host\" is a request header",
+        ]
+    );
+}
+
+#[test]
 fn lifo_groups_must_agree() {
     let yaml = "routes:
   - name: a

@@ -114,14 +114,16 @@ fn parse_filter(
                 .required(&f, value, &what, "name")
                 .and_then(|n| r.string(n, &format!("{what} name")));
             let header = header.filter(|h| {
-                let ok = validate::is_token(h);
-                if !ok {
-                    r.error(
-                        f.get("name").map_or(value.pos, |n| n.pos),
-                        format!("{what}: bad header name {h:?}"),
-                    );
+                let pos = f.get("name").map_or(value.pos, |n| n.pos);
+                if !validate::is_token(h) {
+                    r.error(pos, format!("{what}: bad header name {h:?}"));
+                    return false;
                 }
-                ok
+                if let Some(why) = validate::unsettable_header(h, name == "setRequestHeader") {
+                    r.error(pos, format!("{what}: {h:?} {why}"));
+                    return false;
+                }
+                true
             });
             let text = r
                 .required(&f, value, &what, "value")

@@ -24,6 +24,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::BytesMut;
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::raw_connect::ProxyDigest;
@@ -43,6 +44,7 @@ use crate::data::transport::conn_watch::{
 };
 use crate::data::transport::fast_h1::{self, FastPath, Outcome};
 use crate::data::transport::pingora::Proxy;
+use crate::data::transport::request_end::RequestEnd;
 
 /// Limits on reading a request header.
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +56,10 @@ pub struct HeaderLimits {
     /// Most bytes a request header may take.
     pub max_header: usize,
 }
+
+/// Most bytes of pipelined requests read ahead of the one being served;
+/// beyond it the client waits (TCP flow control), as with HAProxy's buffer.
+const READ_AHEAD: usize = 16 * 1024;
 
 /// How long a 408 or 431 may take to write before the connection is dropped.
 const REPLY_GRACE: Duration = Duration::from_secs(1);
@@ -239,6 +245,10 @@ impl ServerApp for Front {
             header_bytes: 0,
             method: [0; 8],
             reply_sent: 0,
+            request_end: RequestEnd::default(),
+            ahead: BytesMut::new(),
+            client_eof: false,
+            pipelined: false,
         });
         WATCH
             .scope(Arc::clone(&watch), self.serve(stream, watch, shutdown))
@@ -262,6 +272,14 @@ struct Guarded {
     method: [u8; 8],
     /// Bytes of a 408/431 reply written so far.
     reply_sent: usize,
+    /// Where the current request ends: later bytes wait in `ahead`.
+    request_end: RequestEnd,
+    /// Pipelined requests read before their turn, at most [`READ_AHEAD`].
+    ahead: BytesMut,
+    /// The client closed its side (what `ahead` holds is still served).
+    client_eof: bool,
+    /// The current request was read ahead, behind another.
+    pipelined: bool,
 }
 
 impl Guarded {
@@ -308,67 +326,125 @@ impl AsyncRead for Guarded {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
         // Already counted against the header limits when the fast path read them.
         if this.watch.replaying.load(Relaxed) {
             this.watch.read_replay(buf);
             return Poll::Ready(Ok(()));
         }
         let phase = this.watch.phase.load(Relaxed);
-        if phase == PARSED {
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
-        }
-        if this.watch.ended.load(Relaxed) != 0 {
-            return Poll::Pending;
-        }
-        if this.watch.reply.load(Relaxed) != NO_REPLY {
-            return this.poll_reply(cx);
+        if phase != PARSED {
+            if this.watch.ended.load(Relaxed) != 0 {
+                return Poll::Pending;
+            }
+            if this.watch.reply.load(Relaxed) != NO_REPLY {
+                return this.poll_reply(cx);
+            }
         }
         if phase == IDLE {
             this.header_bytes = 0;
             this.method = [0; 8];
             this.reply_sent = 0;
+            this.request_end.next_request();
+            this.pipelined = !this.ahead.is_empty();
         }
         let before = buf.filled().len();
-        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
-        match &poll {
-            Poll::Ready(Ok(())) => {
-                let read = &buf.filled()[before..];
-                if read.is_empty() {
+        if !this.ahead.is_empty() && !this.request_end.done() {
+            // A pipelined request read earlier: its bytes first.
+            let n = this.ahead.len().min(buf.remaining());
+            let n = this.request_end.take(&this.ahead[..n]);
+            buf.put_slice(&this.ahead.split_to(n));
+        } else if this.request_end.done() || (this.ahead.is_empty() && this.client_eof) {
+            return this.read_ahead(cx);
+        } else {
+            match Pin::new(&mut this.inner).poll_read(cx, buf) {
+                Poll::Ready(Ok(())) => {
+                    let read = &buf.filled()[before..];
+                    let n = this.request_end.take(read);
+                    if n < read.len() {
+                        // The next request's bytes: held until it begins.
+                        this.ahead.extend_from_slice(&read[n..]);
+                        buf.set_filled(before + n);
+                        if n == 0 {
+                            return this.read_ahead(cx);
+                        }
+                    }
+                }
+                Poll::Ready(Err(e)) => {
                     if phase == HEADER {
                         this.watch.end(Reject::Incomplete);
                         return Poll::Pending;
                     }
-                } else {
-                    this.watch.phase.store(HEADER, Relaxed);
-                    if this.header_bytes < this.method.len() {
-                        let from = this.header_bytes;
-                        let n = read.len().min(this.method.len() - from);
-                        this.method[from..from + n].copy_from_slice(&read[..n]);
-                        let connect = this.method.starts_with(b"CONNECT ");
-                        this.watch.connect.store(connect, Relaxed);
-                    }
-                    let total = this.header_bytes + read.len();
-                    // Body bytes may share the read that ends the header: look
-                    // for its end only when the read goes over the limit.
-                    let header = match total > this.max_header {
-                        true => header_end(read).map_or(total, |end| this.header_bytes + end),
-                        false => total,
-                    };
-                    this.header_bytes = total;
-                    if header > this.max_header {
-                        buf.set_filled(before);
-                        this.watch.reply.store(TOO_LARGE_REPLY, Relaxed);
-                        return this.poll_reply(cx);
-                    }
+                    return Poll::Ready(Err(e));
                 }
+                Poll::Pending => return Poll::Pending,
             }
-            Poll::Ready(Err(_)) if phase == HEADER => {
+        }
+        let read = &buf.filled()[before..];
+        if read.is_empty() {
+            if phase == HEADER {
                 this.watch.end(Reject::Incomplete);
                 return Poll::Pending;
             }
-            _ => {}
+            return Poll::Ready(Ok(()));
         }
-        poll
+        if phase != PARSED {
+            this.watch.phase.store(HEADER, Relaxed);
+            if this.header_bytes < this.method.len() {
+                let from = this.header_bytes;
+                let n = read.len().min(this.method.len() - from);
+                this.method[from..from + n].copy_from_slice(&read[..n]);
+                let connect = this.method.starts_with(b"CONNECT ");
+                this.watch.connect.store(connect, Relaxed);
+            }
+            let total = this.header_bytes + read.len();
+            // Body bytes may share the read that ends the header: look
+            // for its end only when the read goes over the limit.
+            let header = match total > this.max_header {
+                true => header_end(read).map_or(total, |end| this.header_bytes + end),
+                false => total,
+            };
+            this.header_bytes = total;
+            if header > this.max_header {
+                buf.set_filled(before);
+                this.watch.reply.store(TOO_LARGE_REPLY, Relaxed);
+                return this.poll_reply(cx);
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Guarded {
+    /// The current request is complete, or the client closed: reads the client's next bytes into
+    /// `ahead`, up to [`READ_AHEAD`], and keeps the current request from
+    /// seeing them. A close with nothing held is reported as one.
+    fn read_ahead(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            if self.client_eof {
+                // A client that pipelined, then closed its side, still gets
+                // every answer; any other close is news for the request.
+                return match self.ahead.is_empty() && !self.pipelined {
+                    true => Poll::Ready(Ok(())),
+                    false => Poll::Pending,
+                };
+            }
+            if self.ahead.len() >= READ_AHEAD {
+                // Woken by the request loop when the next request begins.
+                return Poll::Pending;
+            }
+            let mut chunk = [0u8; 4096];
+            let mut read = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) if read.filled().is_empty() => self.client_eof = true,
+                Poll::Ready(Ok(())) => self.ahead.extend_from_slice(read.filled()),
+                Poll::Ready(Err(e)) if self.ahead.is_empty() => return Poll::Ready(Err(e)),
+                Poll::Ready(Err(_)) => self.client_eof = true,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
 

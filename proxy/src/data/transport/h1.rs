@@ -22,7 +22,7 @@ enum Chunk {
 }
 
 /// Follows a chunked body as it streams past, to know where it ends.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkedEnd {
     state: Chunk,
 }

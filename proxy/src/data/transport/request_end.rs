@@ -1,0 +1,269 @@
+//! Where each request on a client connection ends, so that pipelined
+//! requests (RFC 9112 §9.3) wait for their turn instead of being read as part
+//! of the one before.
+//!
+//! The front door's stream wrapper hands the transports one request message
+//! at a time (head, then body): bytes past its end are held back until the
+//! next request begins. Whichever transport serves a request, it never sees
+//! the next one's bytes, so responses go out in request order and nothing is
+//! dropped. The framing here only splits the stream; what a request means
+//! (and whether it is refused) is still the policy core's and the parser's
+//! business. A head this module cannot frame with certainty (both
+//! `Content-Length` and `Transfer-Encoding`, several lengths, a coding other
+//! than `chunked`, an upgrade, CONNECT) is passed [`Through`](State::Through)
+//! unsplit: the request is refused or tunnelled, and nothing follows it.
+use crate::data::transport::h1::ChunkedEnd;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Reading the head; `scanned` bytes of it are known to hold no blank line.
+    Head,
+    /// `n` body bytes left.
+    Length(u64),
+    Chunked(ChunkedEnd),
+    /// The message is complete: further bytes belong to the next request.
+    Done,
+    /// Not split: every byte goes to the current request.
+    Through,
+}
+
+/// Follows one request message after another through the client's bytes.
+#[derive(Debug)]
+pub struct RequestEnd {
+    state: State,
+    /// The head so far, kept only when it arrives in more than one read.
+    partial: Vec<u8>,
+}
+
+impl Default for RequestEnd {
+    fn default() -> Self {
+        Self {
+            state: State::Head,
+            partial: Vec::new(),
+        }
+    }
+}
+
+impl RequestEnd {
+    /// A new request begins with the next byte.
+    pub fn next_request(&mut self) {
+        self.state = State::Head;
+        self.partial.clear();
+    }
+
+    /// Whether the current request is complete (later bytes wait).
+    pub fn done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// How many of `bytes`, the next ones on the connection, belong to the
+    /// current request; the rest belong to the requests after it.
+    pub fn take(&mut self, bytes: &[u8]) -> usize {
+        let mut used = 0;
+        loop {
+            let rest = &bytes[used..];
+            match &mut self.state {
+                State::Head => match self.head(rest) {
+                    Some(n) => used += n,
+                    None => return bytes.len(),
+                },
+                State::Length(left) => {
+                    let n = (*left).min(rest.len() as u64);
+                    *left -= n;
+                    if *left == 0 {
+                        self.state = State::Done;
+                    }
+                    return used + n as usize;
+                }
+                State::Chunked(end) => {
+                    return match end.feed(rest) {
+                        Ok(Some(n)) => {
+                            self.state = State::Done;
+                            used + n
+                        }
+                        Ok(None) => bytes.len(),
+                        // The parser downstream refuses it; the connection closes.
+                        Err(_) => {
+                            self.state = State::Through;
+                            bytes.len()
+                        }
+                    };
+                }
+                State::Done => return used,
+                State::Through => return bytes.len(),
+            }
+        }
+    }
+
+    /// Consumes head bytes: `Some(n)` when the head ends `n` bytes into
+    /// `bytes` (the state is then the body's framing), `None` when all of them
+    /// belong to a head that goes on.
+    fn head(&mut self, bytes: &[u8]) -> Option<usize> {
+        let Some(end) = head_end(&self.partial, bytes) else {
+            self.partial.extend_from_slice(bytes);
+            return None;
+        };
+        self.state = if self.partial.is_empty() {
+            body_framing(&bytes[..end])
+        } else {
+            self.partial.extend_from_slice(&bytes[..end]);
+            let state = body_framing(&self.partial);
+            self.partial.clear();
+            state
+        };
+        Some(end)
+    }
+}
+
+/// Where the head ends in `bytes` (just past its blank line), `partial` being
+/// the part of it read before. A blank line is LF LF or LF CR LF, as the
+/// parsers accept.
+fn head_end(partial: &[u8], bytes: &[u8]) -> Option<usize> {
+    // A blank line may straddle the two: look at the last 2 bytes before too.
+    let carry = &partial[partial.len().saturating_sub(2)..];
+    let at = |i: isize| -> Option<u8> {
+        if i < 0 {
+            carry.get((carry.len() as isize + i) as usize).copied()
+        } else {
+            bytes.get(i as usize).copied()
+        }
+    };
+    // The first line feed may already be in `carry`.
+    let first = carry
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|p| p as isize - carry.len() as isize);
+    let mut search = first
+        .into_iter()
+        .chain(memchr::memchr_iter(b'\n', bytes).map(|p| p as isize));
+    search.find_map(|lf| match at(lf + 1) {
+        Some(b'\n') => Some((lf + 2) as usize),
+        Some(b'\r') if at(lf + 2) == Some(b'\n') => Some((lf + 3) as usize),
+        _ => None,
+    })
+}
+
+/// The framing of the body after a request head (RFC 9112 §6.3), or
+/// [`State::Through`] where it is not certain.
+fn body_framing(head: &[u8]) -> State {
+    let mut lines = head.split(|&b| b == b'\n');
+    let request_line = lines.next().unwrap_or_default();
+    if request_line.starts_with(b"CONNECT ") || !request_line.windows(6).any(|w| w == b"HTTP/1") {
+        return State::Through;
+    }
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    for line in lines {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue; // the blank line, or one the parser refuses
+        };
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let parsed = std::str::from_utf8(value).ok().and_then(|v| {
+                v.bytes()
+                    .all(|b| b.is_ascii_digit())
+                    .then(|| v.parse::<u64>().ok())?
+            });
+            match parsed {
+                Some(n) if length.is_none() => length = Some(n),
+                _ => return State::Through,
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            if chunked || !value.eq_ignore_ascii_case(b"chunked") {
+                return State::Through;
+            }
+            chunked = true;
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            return State::Through;
+        }
+    }
+    match (length, chunked) {
+        (Some(_), true) => State::Through,
+        (_, true) => State::Chunked(ChunkedEnd::default()),
+        (Some(0) | None, false) => State::Done,
+        (Some(n), false) => State::Length(n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Splits `stream` into messages as the wrapper does, feeding it in
+    /// pieces of `step` bytes.
+    fn messages(stream: &[u8], step: usize) -> Vec<String> {
+        let mut end = RequestEnd::default();
+        let (mut out, mut current) = (Vec::new(), Vec::new());
+        let mut pending = stream.to_vec();
+        while !pending.is_empty() {
+            let piece = pending.len().min(step);
+            let n = end.take(&pending[..piece]);
+            current.extend_from_slice(&pending[..n]);
+            pending.drain(..n);
+            if end.done() || n == 0 {
+                out.push(String::from_utf8_lossy(&current).into_owned());
+                current.clear();
+                end.next_request();
+            }
+        }
+        if !current.is_empty() {
+            out.push(String::from_utf8_lossy(&current).into_owned());
+        }
+        out
+    }
+
+    #[test]
+    fn pipelined_requests_are_split_at_any_read_size() {
+        let get = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+        let post = "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
+        let chunked = "POST /c HTTP/1.1\r\nhost: x\r\nTransfer-Encoding: Chunked\r\n\r\n3;e=1\r\nabc\r\n0\r\nT: 1\r\n\r\n";
+        let bare_lf = "GET /d HTTP/1.1\nHost: x\n\n";
+        let head = "HEAD /e HTTP/1.0\r\n\r\n";
+        let stream = [get, post, chunked, bare_lf, head, get].concat();
+        for step in 1..=stream.len() {
+            assert_eq!(
+                messages(stream.as_bytes(), step),
+                [get, post, chunked, bare_lf, head, get],
+                "step {step}"
+            );
+        }
+    }
+
+    #[test]
+    fn uncertain_framing_is_not_split() {
+        for head in [
+            "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+            "CONNECT a:443 HTTP/1.1\r\n\r\n",
+            "GET /\r\n\r\n",
+        ] {
+            let mut end = RequestEnd::default();
+            let stream = format!("{head}GET / HTTP/1.1\r\n\r\n");
+            assert_eq!(end.take(stream.as_bytes()), stream.len(), "{head:?}");
+            assert!(!end.done());
+        }
+    }
+
+    #[test]
+    fn a_broken_chunked_body_is_passed_through() {
+        let mut end = RequestEnd::default();
+        let stream =
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nGET / HTTP/1.1\r\n\r\n";
+        assert_eq!(end.take(stream), stream.len());
+    }
+
+    #[test]
+    fn a_blank_line_straddling_reads_ends_the_head() {
+        let head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        for split in 1..head.len() {
+            let mut end = RequestEnd::default();
+            assert_eq!(end.take(&head[..split]), split);
+            assert_eq!(end.take(&head[split..]), head.len() - split, "{split}");
+            assert!(end.done(), "{split}");
+        }
+    }
+}
