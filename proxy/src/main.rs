@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ringress::cli::serve::{self, Settings};
+use ringress::cli::serve::{self, Rules, Settings};
 use ringress::cli::{Cli, Command};
 use ringress_ring::{hash_key, HashRing, Registry};
 use ringress_routes::RouteTable;
@@ -85,7 +85,10 @@ fn serve(args: ringress::cli::ServeArgs) -> ExitCode {
             header_timeout: args.request_header_timeout,
             max_header: args.max_request_header,
         },
-        max_request_body: args.max_request_body,
+        screen: Rules {
+            max_body: args.max_request_body,
+            strict_paths: args.strict_paths,
+        },
         fast_path: args.fast_path,
     };
     match serve::run(settings) {

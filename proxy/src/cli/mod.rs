@@ -73,6 +73,10 @@ pub struct ServeArgs {
     /// Largest request body; larger gets 413. Off by default.
     #[arg(long, value_parser = parse_bytes, value_name = "BYTES")]
     pub max_request_body: Option<u64>,
+    /// Refuse (400) paths that backends read in more than one way: `;`
+    /// parameters, encoded `/` or `\`, backslashes, encoded NUL (README, Paths).
+    #[arg(long)]
+    pub strict_paths: bool,
     /// `on`: plain keep-alive GET/HEAD requests are served by ringress's own
     /// HTTP/1 loop; `off`: every request goes through pingora's proxy pipeline.
     /// Both apply the same request policy (ARCHITECTURE.md).

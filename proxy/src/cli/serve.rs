@@ -13,6 +13,8 @@ use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use ringress_routes::RouteTable;
 
+pub use crate::data::policy::screen::Rules;
+
 use crate::control::discovery::DiscoveryMetrics;
 use crate::control::ingress::Ingress;
 use crate::control::kubernetes::KubeBridge;
@@ -37,8 +39,8 @@ pub struct Settings {
     pub listener_limit: Option<LifoConfig>,
     /// Idle, header-timeout and header-size limits of the proxy listener.
     pub header_limits: HeaderLimits,
-    /// `--max-request-body`: larger bodies get 413.
-    pub max_request_body: Option<u64>,
+    /// `--max-request-body` and `--strict-paths`.
+    pub screen: Rules,
     /// `--fast-path`: plain GET/HEAD on ringress's own HTTP/1 loop.
     pub fast_path: bool,
 }
@@ -87,7 +89,7 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
 
     let proxy = pingora::proxy::http_proxy(
         &server.configuration,
-        Proxy::new(Arc::clone(&ingress.data)).with_max_body(settings.max_request_body),
+        Proxy::new(Arc::clone(&ingress.data), settings.screen),
     );
     // pingora's HTTP/1 loop, plus header timeouts and limits (see `front`).
     let mut proxy = Service::new(
@@ -97,6 +99,7 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
             Arc::clone(&ingress.data),
             settings.header_limits,
             settings.fast_path,
+            settings.screen,
         ),
     );
     // pingora's default 1460-byte write buffer sends a response header and its

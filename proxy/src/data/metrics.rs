@@ -95,6 +95,11 @@ pub enum Reject {
     MissingHost,
     /// 400: a path whose `..` segments climb above the root.
     BadPath,
+    /// 400: a request line that is not `method SP target SP version`, or a
+    /// target in neither origin nor absolute form.
+    BadTarget,
+    /// 400: with `--strict-paths`, a path backends read in more than one way.
+    AmbiguousPath,
     /// 400: a request body that broke its framing (e.g. a bad chunk).
     BadBody,
     /// 405: CONNECT, which an ingress does not tunnel.
@@ -110,11 +115,13 @@ pub enum Reject {
 }
 
 impl Reject {
-    pub const ALL: [Reject; 10] = [
+    pub const ALL: [Reject; 12] = [
         Reject::BadRequest,
         Reject::Smuggling,
         Reject::MissingHost,
         Reject::BadPath,
+        Reject::BadTarget,
+        Reject::AmbiguousPath,
         Reject::BadBody,
         Reject::MethodNotAllowed,
         Reject::HeaderTimeout,
@@ -129,6 +136,8 @@ impl Reject {
             Reject::Smuggling => "smuggling",
             Reject::MissingHost => "missing_host",
             Reject::BadPath => "bad_path",
+            Reject::BadTarget => "bad_target",
+            Reject::AmbiguousPath => "ambiguous_path",
             Reject::BadBody => "bad_body",
             Reject::MethodNotAllowed => "method_not_allowed",
             Reject::HeaderTimeout => "header_timeout",

@@ -81,6 +81,15 @@ impl Raw {
     /// Reads one response (body framed by Content-Length, else to the end of
     /// the stream); `None` if the connection ended without one.
     pub fn response(&mut self) -> Option<RawResponse> {
+        self.read_response(false)
+    }
+
+    /// A response to HEAD: its head only, whatever its framing says.
+    pub fn response_to_head(&mut self) -> Option<RawResponse> {
+        self.read_response(true)
+    }
+
+    fn read_response(&mut self, head_only: bool) -> Option<RawResponse> {
         let head_end = loop {
             if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 break i + 4;
@@ -103,6 +112,7 @@ impl Raw {
             .and_then(|(_, v)| v.parse::<usize>().ok());
         self.buf.drain(..head_end);
         let body = match length {
+            _ if head_only => Vec::new(),
             Some(len) => {
                 while self.buf.len() < len {
                     if !self.fill() {

@@ -134,7 +134,8 @@ impl ProxyError {
                     Reject::MethodNotAllowed => (405, "method not allowed\n"),
                     Reject::HeaderTimeout => (408, "request timeout\n"),
                     Reject::HeaderTooLarge => (431, "request header too large\n"),
-                    Reject::BadPath => (400, "bad path\n"),
+                    Reject::BadPath | Reject::AmbiguousPath => (400, "bad path\n"),
+                    Reject::BadTarget => (400, "bad request target\n"),
                     Reject::MissingHost => (400, "missing host\n"),
                     Reject::BadRequest
                     | Reject::Smuggling

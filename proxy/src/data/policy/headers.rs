@@ -15,7 +15,7 @@
 //! - An obs-folded value (RFC 9112 §5.2) is forwarded with each line break
 //!   replaced by a space.
 use std::borrow::Cow;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// Fields that describe one connection (RFC 9110 §7.6.1), lowercase.
 /// `Transfer-Encoding` is not here: each transport frames bodies itself.
@@ -233,6 +233,18 @@ pub fn tidy_list(value: &[u8]) -> Cow<'_, [u8]> {
         .filter(|e| !e.is_empty())
         .collect();
     Cow::Owned(elements.join(&b", "[..]))
+}
+
+/// The authority of an endpoint, for a request that came without Host: the
+/// host the route file or discovery named, with the port connected to.
+pub fn endpoint_authority(host: &str, addr: SocketAddr) -> String {
+    if host.is_empty() {
+        return addr.to_string();
+    }
+    match host.trim_matches(['[', ']']).parse::<IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, addr.port()).to_string(),
+        Err(_) => format!("{host}:{}", addr.port()),
+    }
 }
 
 /// Room for the longest IPv6 text form, on the stack.

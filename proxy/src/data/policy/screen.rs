@@ -10,6 +10,8 @@ use crate::data::policy::error::{ErrorKind, ProxyError};
 
 /// What a transport knows of a request head, for screening.
 pub struct Head<'a> {
+    /// The request line as received passed [`request_line_ok`].
+    pub request_line_ok: bool,
     /// HTTP/1.1 (Host is required) rather than 1.0.
     pub http11: bool,
     pub has_host: bool,
@@ -21,15 +23,21 @@ pub struct Head<'a> {
 
 /// Refuses a request head, or says which normalised path replaces its own
 /// (`None`: the path is already normal).
-pub fn screen(head: &Head<'_>, max_body: Option<u64>) -> Result<Option<String>, ProxyError> {
+pub fn screen(head: &Head<'_>, rules: &Rules) -> Result<Option<String>, ProxyError> {
     let refuse = |reason| Err(ProxyError::new(ErrorKind::Rejected(reason)));
+    if !head.request_line_ok {
+        return refuse(Reject::BadTarget);
+    }
     if head.http11 && !head.has_host {
         return refuse(Reject::MissingHost);
     }
     if head.te_and_cl {
         return refuse(Reject::Smuggling);
     }
-    if let (Some(max), Some(len)) = (max_body, head.declared_length) {
+    if rules.strict_paths && ambiguous_path(head.path) {
+        return refuse(Reject::AmbiguousPath);
+    }
+    if let (Some(max), Some(len)) = (rules.max_body, head.declared_length) {
         if len > max {
             return refuse(Reject::BodyTooLarge);
         }
@@ -38,6 +46,82 @@ pub fn screen(head: &Head<'_>, max_body: Option<u64>) -> Result<Option<String>, 
         Ok(path) => Ok(path),
         Err(AboveRoot) => refuse(Reject::BadPath),
     }
+}
+
+/// Listener-wide screening settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rules {
+    /// Largest request body declared with `Content-Length` (`--max-request-body`).
+    pub max_body: Option<u64>,
+    /// `--strict-paths`: refuse paths that backends read in more than one way.
+    pub strict_paths: bool,
+}
+
+/// Whether `line` (without its line end) is `method SP request-target SP
+/// HTTP-version` (RFC 9112 §3) with one space each, a token for a method, a
+/// target of visible ASCII without `#`, in origin form (`/...`), absolute
+/// form (`http://` or `https://` and an authority), `*` for OPTIONS, or any
+/// authority for CONNECT (refused later with 405). A lenient parser reads
+/// `GET  /admin` as the target ` /admin`, escaped to `%20/admin`: the routes
+/// would match a path the backend never sees.
+pub fn request_line_ok(line: &[u8]) -> bool {
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let version_ok = matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+        if major.is_ascii_digit() && minor.is_ascii_digit());
+    if !version_ok
+        || method.is_empty()
+        || !method.iter().all(|&b| is_tchar(b))
+        || target.is_empty()
+        || !target
+            .iter()
+            .all(|&b| (0x21..0x7f).contains(&b) && b != b'#')
+    {
+        return false;
+    }
+    if target[0] == b'/' {
+        return true;
+    }
+    if target == b"*" {
+        return method == b"OPTIONS";
+    }
+    if method == b"CONNECT" {
+        return true;
+    }
+    let lower = |n: usize| target.get(..n).map(<[u8]>::to_ascii_lowercase);
+    let authority = if lower(7).as_deref() == Some(b"http://") {
+        &target[7..]
+    } else if lower(8).as_deref() == Some(b"https://") {
+        &target[8..]
+    } else {
+        return false;
+    };
+    !matches!(authority.first(), None | Some(b'/' | b'?'))
+}
+
+/// RFC 9110 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Whether backends may read `path` in more than one way: `;` path
+/// parameters (`/admin;x` is `/admin` to Tomcat and Spring, not to a
+/// prefix match), an encoded `/` or `\` (`%2F`, `%5C`), a backslash, or an
+/// encoded NUL. Refused under `--strict-paths`.
+pub fn ambiguous_path(path: &str) -> bool {
+    let b = path.as_bytes();
+    b.iter().any(|&c| c == b';' || c == b'\\')
+        || b.windows(3).any(|w| {
+            w[0] == b'%'
+                && matches!(
+                    (w[1], w[2].to_ascii_uppercase()),
+                    (b'2', b'F') | (b'5', b'C') | (b'0', b'0')
+                )
+        })
 }
 
 /// Whether a segment is a dot-segment, literal or percent-encoded: `Some(false)`
@@ -178,6 +262,54 @@ mod tests {
     fn climbing_above_the_root_is_refused() {
         for p in ["/..", "/../etc/passwd", "/a/../../b", "/%2e%2e/x"] {
             assert_eq!(normalize_path(p), Err(AboveRoot), "{p}");
+        }
+    }
+
+    #[test]
+    fn request_lines_must_be_exact() {
+        for ok in [
+            "GET / HTTP/1.1",
+            "GET /a?b=c HTTP/1.0",
+            "POST /a;b HTTP/1.1",
+            "GET http://a.example/x HTTP/1.1",
+            "GET HTTPS://a.example HTTP/1.1",
+            "OPTIONS * HTTP/1.1",
+            "CONNECT a.example:443 HTTP/1.1",
+        ] {
+            assert!(request_line_ok(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "GET  /admin/x HTTP/1.1",
+            "GET\t/admin/x HTTP/1.1",
+            "GET /admin/x  HTTP/1.1",
+            "GET /admin/x HTTP/1.1 ",
+            " GET / HTTP/1.1",
+            "GET /a b HTTP/1.1",
+            "GET /a#frag HTTP/1.1",
+            "GET /\x7f HTTP/1.1",
+            "GET /\u{e9} HTTP/1.1",
+            "GET admin HTTP/1.1",
+            "GET * HTTP/1.1",
+            "GET a.example:443 HTTP/1.1",
+            "GET ftp://a/ HTTP/1.1",
+            "GET http:/// HTTP/1.1",
+            "GET / HTTP/1.10",
+            "GET / HTTP/2",
+            "GET /",
+            "G@T / HTTP/1.1",
+            "",
+        ] {
+            assert!(!request_line_ok(bad.as_bytes()), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ambiguous_paths_are_told() {
+        for p in ["/admin;x", "/a%2Fb", "/a%2fb", "/a%5cb", "/a\\b", "/a%00"] {
+            assert!(ambiguous_path(p), "{p}");
+        }
+        for p in ["/admin", "/a%20b", "/a%2", "/%2e"] {
+            assert!(!ambiguous_path(p), "{p}");
         }
     }
 

@@ -33,6 +33,9 @@ pub struct Watch {
     pub answered_early: AtomicBool,
     /// The request being read is a CONNECT (what pingora refuses with 405).
     pub connect: AtomicBool,
+    /// The current request's line failed `screen::request_line_ok`, as
+    /// received (pingora escapes what its parser does not take).
+    pub bad_request_line: AtomicBool,
     /// Set while `replay` holds bytes the fast path read and handed to pingora.
     pub replaying: AtomicBool,
     replay: Mutex<Bytes>,
@@ -77,6 +80,14 @@ impl Watch {
 
 tokio::task_local! {
     pub static WATCH: std::sync::Arc<Watch>;
+}
+
+/// Whether the current request's line, as received, passed
+/// `screen::request_line_ok` (true outside a client connection's task).
+pub fn request_line_ok() -> bool {
+    !WATCH
+        .try_with(|w| w.bad_request_line.load(Relaxed))
+        .unwrap_or(false)
 }
 
 /// Called once pingora has parsed a request header (from `new_ctx`): from here

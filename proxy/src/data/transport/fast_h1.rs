@@ -30,7 +30,7 @@ use crate::data::policy::headers::{self, ConnectionNames, Forwarded, IpText};
 use crate::data::policy::record::{self, Finished};
 use crate::data::policy::response::{self, BodyFraming, MAX_INTERIM_RESPONSES};
 use crate::data::policy::routing::{self, Permits};
-use crate::data::policy::screen::normalize_path;
+use crate::data::policy::screen::{ambiguous_path, normalize_path, Rules};
 use crate::data::table::RouteRuntime;
 use crate::data::transport::h1::ChunkedEnd;
 use crate::data::transport::lazy_timer::LazyTimer;
@@ -86,6 +86,7 @@ impl Connection {
 
 pub struct FastPath {
     plane: Arc<DataPlane>,
+    strict_paths: bool,
 }
 
 /// A request head the fast path takes, borrowed from the client's bytes.
@@ -155,8 +156,11 @@ enum BodyLeft {
 }
 
 impl FastPath {
-    pub fn new(plane: Arc<DataPlane>) -> Self {
-        Self { plane }
+    pub fn new(plane: Arc<DataPlane>, rules: Rules) -> Self {
+        Self {
+            plane,
+            strict_paths: rules.strict_paths,
+        }
     }
 
     /// Reads the next request head and serves it if it is the fast path's.
@@ -187,8 +191,13 @@ impl FastPath {
         let start = Instant::now();
         // Uninitialised: httparse writes only the headers it finds.
         let mut headers = [const { MaybeUninit::uninit() }; MAX_REQUEST_HEADERS];
-        let Some(req) = parse_request(&conn.head, &mut headers, conn.client, &conn.client_text)
-        else {
+        let Some(req) = parse_request(
+            &conn.head,
+            &mut headers,
+            conn.client,
+            &conn.client_text,
+            self.strict_paths,
+        ) else {
             return Some(Outcome::Fallback);
         };
         let runtime = self.plane.runtime();
@@ -274,6 +283,7 @@ fn parse_request<'a>(
     headers: &'a mut [MaybeUninit<httparse::Header<'a>>],
     client: Option<IpAddr>,
     client_text: &'a [u8],
+    strict_paths: bool,
 ) -> Option<Request<'a>> {
     let mut parsed = httparse::Request::new(&mut []);
     // Pipelined requests and any body bytes go to pingora.
@@ -297,7 +307,8 @@ fn parse_request<'a>(
         Some(i) => (&target[..i], Some(&target[i + 1..])),
         None => (target, None),
     };
-    if !matches!(normalize_path(path), Ok(None)) {
+    // Paths to normalise, and those `--strict-paths` refuses, are pingora's.
+    if !matches!(normalize_path(path), Ok(None)) || (strict_paths && ambiguous_path(path)) {
         return None;
     }
     let headers: &'a [httparse::Header<'a>] = parsed.headers;

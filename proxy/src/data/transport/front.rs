@@ -39,6 +39,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::data::metrics::Reject;
 use crate::data::plane::DataPlane;
+use crate::data::policy::screen::Rules;
 use crate::data::transport::conn_watch::{
     Watch, HEADER, IDLE, NO_REPLY, PARSED, TIMEOUT_REPLY, TOO_LARGE_REPLY, WATCH,
 };
@@ -86,10 +87,11 @@ impl Front {
         ingress: Arc<DataPlane>,
         limits: HeaderLimits,
         fast_path: bool,
+        rules: Rules,
     ) -> Self {
         Self {
             proxy: Arc::new(proxy),
-            fast: fast_path.then(|| FastPath::new(Arc::clone(&ingress))),
+            fast: fast_path.then(|| FastPath::new(Arc::clone(&ingress), rules)),
             ingress,
             limits,
         }
@@ -356,6 +358,7 @@ impl AsyncRead for Guarded {
             let n = this.ahead.len().min(buf.remaining());
             let n = this.request_end.take(&this.ahead[..n]);
             buf.put_slice(&this.ahead.split_to(n));
+            this.publish_line_verdict();
         } else if this.request_end.done() || (this.ahead.is_empty() && this.client_eof) {
             return this.read_ahead(cx);
         } else {
@@ -363,6 +366,7 @@ impl AsyncRead for Guarded {
                 Poll::Ready(Ok(())) => {
                     let read = &buf.filled()[before..];
                     let n = this.request_end.take(read);
+                    this.publish_line_verdict();
                     if n < read.len() {
                         // The next request's bytes: held until it begins.
                         this.ahead.extend_from_slice(&read[n..]);
@@ -418,6 +422,13 @@ impl AsyncRead for Guarded {
 }
 
 impl Guarded {
+    fn publish_line_verdict(&self) {
+        let bad = !self.request_end.line_ok();
+        if bad != self.watch.bad_request_line.load(Relaxed) {
+            self.watch.bad_request_line.store(bad, Relaxed);
+        }
+    }
+
     /// The current request is complete, or the client closed: reads the client's next bytes into
     /// `ahead`, up to [`READ_AHEAD`], and keeps the current request from
     /// seeing them. A close with nothing held is reported as one.

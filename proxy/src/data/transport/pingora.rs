@@ -1,7 +1,7 @@
 //! pingora's `ProxyHttp` pipeline as a transport: each hook hands what
 //! pingora parsed to the policy core ([`crate::data::policy`]) and applies
 //! its decision to pingora's header maps and errors.
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -24,33 +24,26 @@ use crate::data::policy::headers::{self, ConnectionNames, Forwarded, IpText};
 use crate::data::policy::record::{self, Finished};
 use crate::data::policy::response::{self, BodyFraming, MAX_INTERIM_RESPONSES};
 use crate::data::policy::routing::{self, Permits};
-use crate::data::policy::screen::{self, has_content_length};
+use crate::data::policy::screen::{self, has_content_length, Rules};
 use crate::data::table::{RouteRuntime, Runtime};
 use crate::data::transport::conn_watch;
 
 pub struct Proxy {
     plane: Arc<DataPlane>,
-    /// `--max-request-body`: larger bodies get 413.
-    max_body: Option<u64>,
+    /// `--max-request-body` and `--strict-paths`.
+    rules: Rules,
 }
 
 impl Proxy {
-    pub fn new(plane: Arc<DataPlane>) -> Self {
-        Self {
-            plane,
-            max_body: None,
-        }
-    }
-
-    pub fn with_max_body(mut self, max_body: Option<u64>) -> Self {
-        self.max_body = max_body;
-        self
+    pub fn new(plane: Arc<DataPlane>, rules: Rules) -> Self {
+        Self { plane, rules }
     }
 
     fn screen(&self, session: &mut Session) -> Result<(), ProxyError> {
         let req = session.req_header();
         let te = req.headers.contains_key(header::TRANSFER_ENCODING);
         let head = screen::Head {
+            request_line_ok: conn_watch::request_line_ok(),
             http11: req.version == http::Version::HTTP_11,
             has_host: req.headers.contains_key(header::HOST),
             // pingora drops `Content-Length` when `Transfer-Encoding` is
@@ -63,7 +56,7 @@ impl Proxy {
                 .and_then(|v| v.parse::<u64>().ok()),
             path: req.uri.path(),
         };
-        if let Some(path) = screen::screen(&head, self.max_body)? {
+        if let Some(path) = screen::screen(&head, &self.rules)? {
             let uri = match req.uri.query() {
                 Some(query) => format!("{path}?{query}"),
                 None => path,
@@ -121,6 +114,8 @@ pub struct Ctx {
     close_delimited: bool,
     /// `upstream_peer` ran at least once.
     peer_chosen: bool,
+    /// The endpoint of the current attempt: its index in the pool, its address.
+    endpoint: Option<(usize, SocketAddr)>,
     /// What failed, when the core decided it (pingora's error says the rest).
     failure: Option<ProxyError>,
     /// Status of a response the proxy wrote itself.
@@ -272,6 +267,7 @@ impl ProxyHttp for Proxy {
             interim: 0,
             close_delimited: false,
             peer_chosen: false,
+            endpoint: None,
             failure: None,
             answered: None,
             _permits: Permits::default(),
@@ -340,7 +336,7 @@ impl ProxyHttp for Proxy {
         _end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if let (Some(max), Some(chunk)) = (self.max_body, body.as_ref()) {
+        if let (Some(max), Some(chunk)) = (self.rules.max_body, body.as_ref()) {
             ctx.body_bytes += chunk.len() as u64;
             if ctx.body_bytes > max {
                 ctx.failure = Some(ProxyError::new(ErrorKind::Rejected(Reject::BodyTooLarge)));
@@ -377,6 +373,7 @@ impl ProxyHttp for Proxy {
             true => upstream.sni.clone(),
             false => String::new(),
         };
+        ctx.endpoint = Some((candidate.index, candidate.addr));
         let mut peer = HttpPeer::new(candidate.addr, candidate.tls, sni);
         let timeouts = &rr.route.backend.timeouts;
         peer.options.connection_timeout = Some(timeouts.connect);
@@ -467,6 +464,14 @@ impl ProxyHttp for Proxy {
         });
         let prior_for = upstream.headers.get("x-forwarded-for").cloned();
         let host = upstream.headers.get(header::HOST).cloned();
+        if host.is_none() {
+            // HTTP/1.0 may leave Host out; the endpoint gets HTTP/1.1, which
+            // requires it (RFC 9112 §3.2).
+            if let (Some((index, addr)), Some(pool)) = (ctx.endpoint, rr.pool.as_ref()) {
+                let authority = headers::endpoint_authority(&pool.upstreams[index].sni, addr);
+                upstream.insert_header(header::HOST, authority)?;
+            }
+        }
         for name in dropped {
             upstream.remove_header(&name);
         }

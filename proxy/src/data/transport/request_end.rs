@@ -12,6 +12,7 @@
 //! `Content-Length` and `Transfer-Encoding`, several lengths, a coding other
 //! than `chunked`, an upgrade, CONNECT) is passed [`Through`](State::Through)
 //! unsplit: the request is refused or tunnelled, and nothing follows it.
+use crate::data::policy::screen::request_line_ok;
 use crate::data::transport::h1::ChunkedEnd;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +34,9 @@ pub struct RequestEnd {
     state: State,
     /// The head so far, kept only when it arrives in more than one read.
     partial: Vec<u8>,
+    /// The request line passed `screen::request_line_ok` (checked on the
+    /// bytes as received, whatever a parser makes of them).
+    line_ok: bool,
 }
 
 impl Default for RequestEnd {
@@ -40,6 +44,7 @@ impl Default for RequestEnd {
         Self {
             state: State::Head,
             partial: Vec::new(),
+            line_ok: true,
         }
     }
 }
@@ -49,6 +54,13 @@ impl RequestEnd {
     pub fn next_request(&mut self) {
         self.state = State::Head;
         self.partial.clear();
+        self.line_ok = true;
+    }
+
+    /// Whether the current request's line is well formed (true until its
+    /// head is complete).
+    pub fn line_ok(&self) -> bool {
+        self.line_ok
     }
 
     /// Whether the current request is complete (later bytes wait).
@@ -103,15 +115,28 @@ impl RequestEnd {
             self.partial.extend_from_slice(bytes);
             return None;
         };
-        self.state = if self.partial.is_empty() {
-            body_framing(&bytes[..end])
+        let state = if self.partial.is_empty() {
+            self.judge(&bytes[..end])
         } else {
-            self.partial.extend_from_slice(&bytes[..end]);
-            let state = body_framing(&self.partial);
-            self.partial.clear();
+            let mut head = std::mem::take(&mut self.partial);
+            head.extend_from_slice(&bytes[..end]);
+            let state = self.judge(&head);
+            head.clear();
+            self.partial = head; // keeps its allocation for the next slow head
             state
         };
+        self.state = state;
         Some(end)
+    }
+}
+
+impl RequestEnd {
+    /// The framing of the body after `head`, noting whether its request line
+    /// is well formed.
+    fn judge(&mut self, head: &[u8]) -> State {
+        let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+        self.line_ok = request_line_ok(line.strip_suffix(b"\r").unwrap_or(line));
+        body_framing(head)
     }
 }
 
