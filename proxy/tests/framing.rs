@@ -526,3 +526,78 @@ fn strict_paths_refuse_what_backends_read_two_ways() {
         );
     }
 }
+
+/// Class 5, continued: a `Connection` header listing a field that
+/// addresses or frames the message for every hop (Host, Content-Length,
+/// Transfer-Encoding) or one the proxy vouches for (X-Forwarded-*) is a 400:
+/// honouring it would send a request without Host or reframe its body
+/// (RFC 9110 §7.6.1 forbids a sender to list them).
+#[test]
+fn connection_may_not_list_end_to_end_fields() {
+    let app = Backend::start("app");
+    for (flag, proxy) in both(&one_route(&app.url()), &[]) {
+        let before = app.hits();
+        for request in [
+            &b"GET /h HTTP/1.1\r\nHost: shop.example\r\nConnection: Host\r\n\r\n"[..],
+            b"GET /h HTTP/1.1\r\nHost: shop.example\r\nConnection: keep-alive, X-Forwarded-For\r\n\r\n",
+            b"POST /b HTTP/1.1\r\nHost: shop.example\r\nConnection: Content-Length\r\nContent-Length: 3\r\n\r\nabc",
+            b"GET /h HTTP/1.1\r\nHost: shop.example\r\nConnection: a, b, c, d, e\r\nConnection: f, g, h, i, j\r\n\r\n",
+        ] {
+            let resp = Raw::connect(proxy.listen).send(request).response();
+            assert_eq!(
+                resp.map(|r| r.status),
+                Some(400),
+                "--fast-path {flag}: {:?}",
+                String::from_utf8_lossy(request)
+            );
+        }
+        assert_eq!(
+            app.hits(),
+            before,
+            "--fast-path {flag}: a refused request reached the backend"
+        );
+        let ok = Raw::connect(proxy.listen)
+            .send(b"GET /h HTTP/1.1\r\nHost: shop.example\r\nConnection: keep-alive, X-Custom\r\nX-Custom: 1\r\n\r\n")
+            .response();
+        assert_eq!(ok.map(|r| r.status), Some(200), "--fast-path {flag}");
+        assert_eq!(app.header("x-custom"), None, "--fast-path {flag}");
+    }
+}
+
+/// Framing stated twice (chunked applied twice, `Content-Length` repeated
+/// or as a list, even with equal values) and Host values that are not
+/// `host[:port]` are 400s that reach no backend (RFC 9112 §6.1, §6.3, §3.2).
+#[test]
+fn framing_stated_twice_and_bad_hosts_are_refused() {
+    let app = Backend::start("app");
+    for (flag, proxy) in both(&one_route(&app.url()), &[]) {
+        let before = app.hits();
+        for (request, reason) in [
+            (&b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"[..], "smuggling"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", "smuggling"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc", "smuggling"),
+            (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", "bad_host"),
+            (b"GET / HTTP/1.1\r\nHost: h/x\r\n\r\n", "bad_host"),
+            (b"GET / HTTP/1.1\r\nHost: a:b\r\n\r\n", "bad_host"),
+            (b"GET / HTTP/1.1\r\nHost: [zz]:80\r\n\r\n", "bad_host"),
+        ] {
+            let shown = String::from_utf8_lossy(request);
+            let counted = |p: &Ringress| {
+                p.metric("ringress_rejected_requests_total", &format!("reason=\"{reason}\""))
+            };
+            let was = counted(&proxy);
+            let resp = Raw::connect(proxy.listen).send(request).response();
+            assert_eq!(resp.map(|r| r.status), Some(400), "--fast-path {flag}: {shown:?}");
+            eventually(WAIT, "the rejection counted", || (counted(&proxy) == was + 1.0).then_some(()));
+        }
+        assert_eq!(
+            app.hits(),
+            before,
+            "--fast-path {flag}: a refused request reached the backend"
+        );
+        let ok = Raw::connect(proxy.listen)
+            .send(b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n")
+            .response();
+        assert_eq!(ok.map(|r| r.status), Some(200), "--fast-path {flag}");
+    }
+}

@@ -89,10 +89,13 @@ pub enum Reject {
     /// 400 from the HTTP/1 parser: malformed request line or header, invalid or
     /// conflicting `Content-Length`, unsupported `Transfer-Encoding`, ambiguous Host.
     BadRequest,
-    /// 400: `Transfer-Encoding` together with `Content-Length`.
+    /// 400: framing stated twice: `Transfer-Encoding` together with
+    /// `Content-Length`, `Content-Length` repeated or a list, chunked twice.
     Smuggling,
     /// 400: an HTTP/1.1 request without a Host header.
     MissingHost,
+    /// 400: a Host value that is not `host[:port]`.
+    BadHost,
     /// 400: a path whose `..` segments climb above the root.
     BadPath,
     /// 400: a request line that is not `method SP target SP version`, or a
@@ -115,10 +118,11 @@ pub enum Reject {
 }
 
 impl Reject {
-    pub const ALL: [Reject; 12] = [
+    pub const ALL: [Reject; 13] = [
         Reject::BadRequest,
         Reject::Smuggling,
         Reject::MissingHost,
+        Reject::BadHost,
         Reject::BadPath,
         Reject::BadTarget,
         Reject::AmbiguousPath,
@@ -135,6 +139,7 @@ impl Reject {
             Reject::BadRequest => "bad_request",
             Reject::Smuggling => "smuggling",
             Reject::MissingHost => "missing_host",
+            Reject::BadHost => "bad_host",
             Reject::BadPath => "bad_path",
             Reject::BadTarget => "bad_target",
             Reject::AmbiguousPath => "ambiguous_path",

@@ -137,6 +137,7 @@ impl ProxyError {
                     Reject::BadPath | Reject::AmbiguousPath => (400, "bad path\n"),
                     Reject::BadTarget => (400, "bad request target\n"),
                     Reject::MissingHost => (400, "missing host\n"),
+                    Reject::BadHost => (400, "bad host\n"),
                     Reject::BadRequest
                     | Reject::Smuggling
                     | Reject::BadBody

@@ -47,6 +47,11 @@ pub fn is_hop_by_hop(name: &str) -> bool {
     candidates.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
 
+/// Fields a `Connection` header cannot remove: they address or frame the
+/// message for every hop (RFC 9110 §7.6.1 forbids listing them). Removing
+/// Host would send a request without one; framing is each transport's own.
+const END_TO_END: [&[u8]; 3] = [b"host", b"content-length", b"transfer-encoding"];
+
 /// The field names a message's `Connection` header lists (besides the
 /// `close`, `keep-alive` and `upgrade` options): they stop at the proxy too.
 #[derive(Debug, Default)]
@@ -72,7 +77,7 @@ impl<'a> ConnectionNames<'a> {
                     me.close = true;
                 } else if token.eq_ignore_ascii_case(b"upgrade") {
                     me.upgrade = true;
-                } else {
+                } else if !END_TO_END.iter().any(|n| token.eq_ignore_ascii_case(n)) {
                     me.names.push(token);
                 }
             }
@@ -328,6 +333,9 @@ mod tests {
         let c = ConnectionNames::parse([&b"close, X-Secret"[..], b" keep-alive ,Upgrade"]);
         assert!(c.close && c.upgrade);
         assert!(c.lists("x-secret") && !c.lists("close") && !c.lists("accept"));
+        // Host and framing fields are never removed by being listed.
+        let c2 = ConnectionNames::parse([&b"Host, content-length, Transfer-Encoding"[..]]);
+        assert!(!c2.lists("host") && !c2.lists("Content-Length") && !c2.lists("transfer-encoding"));
         let none: &[(String, String)] = &[];
         assert!(drop_upstream("X-Secret", &c, none, false));
         assert!(drop_downstream("x-secret", &c, none, false));

@@ -12,11 +12,18 @@ use crate::data::policy::error::{ErrorKind, ProxyError};
 pub struct Head<'a> {
     /// The request line as received passed [`request_line_ok`].
     pub request_line_ok: bool,
+    /// The `Connection` fields passed [`connection_ok`].
+    pub connection_ok: bool,
     /// HTTP/1.1 (Host is required) rather than 1.0.
     pub http11: bool,
-    pub has_host: bool,
+    /// The Host field's value (one field: pingora refuses two).
+    pub host: Option<&'a [u8]>,
     /// `Transfer-Encoding` together with `Content-Length`, as received.
     pub te_and_cl: bool,
+    /// `Content-Length` came in more than one field or as a list.
+    pub length_repeated: bool,
+    /// Non-empty elements of the `Transfer-Encoding` list, over every field.
+    pub transfer_codings: usize,
     pub declared_length: Option<u64>,
     pub path: &'a str,
 }
@@ -28,10 +35,17 @@ pub fn screen(head: &Head<'_>, rules: &Rules) -> Result<Option<String>, ProxyErr
     if !head.request_line_ok {
         return refuse(Reject::BadTarget);
     }
-    if head.http11 && !head.has_host {
-        return refuse(Reject::MissingHost);
+    if !head.connection_ok {
+        return refuse(Reject::BadRequest);
     }
-    if head.te_and_cl {
+    match head.host {
+        None if head.http11 => return refuse(Reject::MissingHost),
+        Some(host) if !host_ok(host) => return refuse(Reject::BadHost),
+        _ => {}
+    }
+    // One framing, stated once: anything else is how requests are smuggled
+    // (RFC 9112 §6.1: chunked is applied once; §6.3: CL with TE).
+    if head.te_and_cl || head.length_repeated || head.transfer_codings > 1 {
         return refuse(Reject::Smuggling);
     }
     if rules.strict_paths && ambiguous_path(head.path) {
@@ -101,6 +115,80 @@ pub fn request_line_ok(line: &[u8]) -> bool {
         return false;
     };
     !matches!(authority.first(), None | Some(b'/' | b'?'))
+}
+
+/// Whether a Host value is `uri-host [":" port]` (RFC 9112 §3.2, RFC 3986
+/// §3.2.2): a reg-name (unreserved, percent-encoded, sub-delims), an IPv4
+/// address or a bracketed IP literal. Empty is allowed (a target without
+/// authority). Anything else is a 400: routes match on Host, and a backend
+/// building URLs from it must not get `a b` or `h/x`.
+pub fn host_ok(host: &[u8]) -> bool {
+    let (name, port) = match host.first() {
+        Some(b'[') => match host.iter().position(|&b| b == b']') {
+            Some(close) => {
+                let literal = &host[1..close];
+                if literal.is_empty()
+                    || !literal
+                        .iter()
+                        .all(|&b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.' | b'v' | b'V'))
+                {
+                    return false;
+                }
+                (&[][..], &host[close + 1..])
+            }
+            None => return false,
+        },
+        _ => match host.iter().position(|&b| b == b':') {
+            Some(colon) => (&host[..colon], &host[colon..]),
+            None => (host, &[][..]),
+        },
+    };
+    let port_ok = match port {
+        [] => true,
+        [b':', digits @ ..] => digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    port_ok
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b))
+}
+
+/// Most options a request's `Connection` fields may list (as pingora's
+/// HTTP/1 client allows): a client needs two or three.
+const MAX_CONNECTION_OPTIONS: usize = 9;
+
+/// Whether a request's `Connection` fields are acceptable: at most
+/// [`MAX_CONNECTION_OPTIONS`] tokens, none naming a field that addresses or
+/// frames the message for every hop (`Host`, `Content-Length`,
+/// `Transfer-Encoding`, RFC 9110 §7.6.1) or one the proxy vouches for
+/// (`X-Forwarded-*`). Dropping such a field as hop-by-hop would send the
+/// endpoint a request without Host, or with the body reframed.
+pub fn connection_ok<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> bool {
+    const PROTECTED: [&[u8]; 6] = [
+        b"host",
+        b"content-length",
+        b"transfer-encoding",
+        b"x-forwarded-for",
+        b"x-forwarded-host",
+        b"x-forwarded-proto",
+    ];
+    let mut options = 0;
+    for value in values {
+        for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            if token.is_empty() {
+                continue;
+            }
+            options += 1;
+            if options > MAX_CONNECTION_OPTIONS
+                || !token.iter().all(|&b| is_tchar(b))
+                || PROTECTED.iter().any(|p| token.eq_ignore_ascii_case(p))
+            {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// RFC 9110 `tchar`.
@@ -300,6 +388,51 @@ mod tests {
             "",
         ] {
             assert!(!request_line_ok(bad.as_bytes()), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn hosts_must_be_uri_hosts() {
+        for ok in [
+            "",
+            "a",
+            "shop.example.com",
+            "a.b:8080",
+            "10.0.0.1:80",
+            "[::1]",
+            "[::1]:8080",
+            "x_y",
+            "a:",
+        ] {
+            assert!(host_ok(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "a b", "h/x", "u@h", "a:b", "a:1:2", "[::1", "[zz]", "[]", "a\tb", "h?x", "h#x",
+            "\u{e9}",
+        ] {
+            assert!(!host_ok(bad.as_bytes()), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn connection_may_not_name_end_to_end_fields() {
+        for ok in [
+            &[][..],
+            &[&b"keep-alive"[..]],
+            &[b"close, X-Secret", b" Upgrade"],
+        ] {
+            assert!(connection_ok(ok.iter().copied()), "{ok:?}");
+        }
+        for bad in [
+            &[&b"Host"[..]][..],
+            &[b"keep-alive, content-length"],
+            &[b"close", b"Transfer-Encoding"],
+            &[b"X-Forwarded-For"],
+            &[b"\"x-a\""],
+            &[b":authority"],
+            &[b"a,b,c,d,e,f,g,h,i,j"],
+        ] {
+            assert!(!connection_ok(bad.iter().copied()), "{bad:?}");
         }
     }
 

@@ -30,7 +30,7 @@ use crate::data::policy::headers::{self, ConnectionNames, Forwarded, IpText};
 use crate::data::policy::record::{self, Finished};
 use crate::data::policy::response::{self, BodyFraming, MAX_INTERIM_RESPONSES};
 use crate::data::policy::routing::{self, Permits};
-use crate::data::policy::screen::{ambiguous_path, normalize_path, Rules};
+use crate::data::policy::screen::{ambiguous_path, connection_ok, host_ok, normalize_path, Rules};
 use crate::data::table::RouteRuntime;
 use crate::data::transport::h1::ChunkedEnd;
 use crate::data::transport::lazy_timer::LazyTimer;
@@ -314,15 +314,26 @@ fn parse_request<'a>(
     let headers: &'a [httparse::Header<'a>] = parsed.headers;
     let mut host = None;
     let mut client_close = false;
+    let mut connection_seen = false;
     for h in headers {
         let name = h.name;
         if name.eq_ignore_ascii_case("host") {
-            if host.is_some() || h.value.is_empty() || !h.value.iter().all(|&b| plain_host_byte(b))
+            // Hosts the screen would refuse are pingora's, which refuses them.
+            if host.is_some()
+                || h.value.is_empty()
+                || !h.value.iter().all(|&b| plain_host_byte(b))
+                || !host_ok(h.value)
             {
                 return None;
             }
             host = std::str::from_utf8(h.value).ok();
         } else if name.eq_ignore_ascii_case("connection") {
+            // Options the screen refuses are pingora's, which refuses them
+            // (as is a second Connection line: the screen counts them all).
+            if connection_seen || !connection_ok([h.value]) {
+                return None;
+            }
+            connection_seen = true;
             client_close |= ConnectionNames::parse([h.value]).close;
         } else if [
             "content-length",

@@ -44,11 +44,29 @@ impl Proxy {
         let te = req.headers.contains_key(header::TRANSFER_ENCODING);
         let head = screen::Head {
             request_line_ok: conn_watch::request_line_ok(),
+            connection_ok: screen::connection_ok(
+                req.headers
+                    .get_all(header::CONNECTION)
+                    .iter()
+                    .map(|v| v.as_bytes()),
+            ),
             http11: req.version == http::Version::HTTP_11,
-            has_host: req.headers.contains_key(header::HOST),
+            host: req.headers.get(header::HOST).map(|v| v.as_bytes()),
             // pingora drops `Content-Length` when `Transfer-Encoding` is
             // present: the conflict is only visible in the bytes received.
             te_and_cl: te && has_content_length(&session.as_downstream().to_h1_raw()),
+            length_repeated: {
+                let mut lengths = req.headers.get_all(header::CONTENT_LENGTH).iter();
+                let first = lengths.next();
+                lengths.next().is_some() || first.is_some_and(|v| v.as_bytes().contains(&b','))
+            },
+            transfer_codings: req
+                .headers
+                .get_all(header::TRANSFER_ENCODING)
+                .iter()
+                .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+                .filter(|c| !c.trim_ascii().is_empty())
+                .count(),
             declared_length: req
                 .headers
                 .get(header::CONTENT_LENGTH)
