@@ -186,6 +186,7 @@ fn malformed_request_lines_are_refused_before_routing() {
                 Some("HTTP/1.1 400 Bad Request"),
                 "--fast-path {flag}: {line:?}"
             );
+            assert!(raw.closed_within(Duration::from_secs(5)), "--fast-path {flag}: {line:?}");
         }
         assert_eq!(
             app.hits(),
@@ -202,6 +203,8 @@ fn malformed_request_lines_are_refused_before_routing() {
             &b"GET /x HTTP/1.1\r\nHost: shop.example\r\n\r\n"[..],
             b"OPTIONS * HTTP/1.1\r\nHost: shop.example\r\n\r\n",
             b"GET http://shop.example/x HTTP/1.1\r\nHost: shop.example\r\n\r\n",
+            // Empty lines before a request line are ignored (RFC 9112 §2.2).
+            b"\r\n\r\nGET /x HTTP/1.1\r\nHost: shop.example\r\n\r\n",
         ] {
             let resp = Raw::connect(proxy.listen).send(request).response();
             assert_eq!(resp.map(|r| r.status), Some(200), "--fast-path {flag}");

@@ -111,6 +111,19 @@ impl RequestEnd {
     /// `bytes` (the state is then the body's framing), `None` when all of them
     /// belong to a head that goes on.
     fn head(&mut self, bytes: &[u8]) -> Option<usize> {
+        // Empty lines before a request line are ignored (RFC 9112 §2.2), as
+        // the parsers do: they must not read as a head's blank line.
+        let mut skipped = 0;
+        if self.partial.is_empty() {
+            skipped = bytes
+                .iter()
+                .take_while(|&&b| b == b'\r' || b == b'\n')
+                .count();
+            if skipped == bytes.len() {
+                return None;
+            }
+        }
+        let bytes = &bytes[skipped..];
         let Some(end) = head_end(&self.partial, bytes) else {
             self.partial.extend_from_slice(bytes);
             return None;
@@ -126,7 +139,7 @@ impl RequestEnd {
             state
         };
         self.state = state;
-        Some(end)
+        Some(skipped + end)
     }
 }
 
@@ -245,11 +258,12 @@ mod tests {
         let chunked = "POST /c HTTP/1.1\r\nhost: x\r\nTransfer-Encoding: Chunked\r\n\r\n3;e=1\r\nabc\r\n0\r\nT: 1\r\n\r\n";
         let bare_lf = "GET /d HTTP/1.1\nHost: x\n\n";
         let head = "HEAD /e HTTP/1.0\r\n\r\n";
-        let stream = [get, post, chunked, bare_lf, head, get].concat();
+        let after_empty_lines = "\r\n\r\n\nGET /f HTTP/1.1\r\n\r\n";
+        let stream = [get, post, chunked, bare_lf, head, after_empty_lines, get].concat();
         for step in 1..=stream.len() {
             assert_eq!(
                 messages(stream.as_bytes(), step),
-                [get, post, chunked, bare_lf, head, get],
+                [get, post, chunked, bare_lf, head, after_empty_lines, get],
                 "step {step}"
             );
         }
