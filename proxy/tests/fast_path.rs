@@ -269,12 +269,16 @@ fn interim_responses_are_forwarded_and_head_responses_have_no_body() {
     let mut raw = Raw::connect(proxy.listen);
     raw.send(b"HEAD /products/1 HTTP/1.1\r\nHost: a\r\n\r\n");
     let mut client = raw.stream_clone();
-    let interim = String::from_utf8(read_until(&mut client, b"\r\n\r\n")).unwrap();
+    // The 103 and the 200 heads, in one read or two.
+    let mut heads = String::from_utf8(read_until(&mut client, b"\r\n\r\n")).unwrap();
+    if heads.matches("\r\n\r\n").count() < 2 {
+        heads += &String::from_utf8(read_until(&mut client, b"\r\n\r\n")).unwrap();
+    }
+    let (interim, head) = heads.split_once("\r\n\r\n").unwrap();
     assert!(
         interim.starts_with("HTTP/1.1 103 Early Hints\r\n"),
         "{interim}"
     );
-    let head = String::from_utf8(read_until(&mut client, b"\r\n\r\n")).unwrap();
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     assert!(head.contains("Content-Length: 5"), "{head}");
     // Same connection: a GET right after the bodiless HEAD response.

@@ -100,7 +100,11 @@ impl Proxy {
             self.plane.metrics.rejected.inc(reason);
         }
         let answer = error.answer();
-        if answer.status == 0 || session.response_written().is_some() {
+        // Interim responses forwarded before do not stop a final answer.
+        let final_written = session
+            .response_written()
+            .is_some_and(|r| !r.status.is_informational());
+        if answer.status == 0 || final_written {
             return false;
         }
         ctx.answered = Some(answer.status);
@@ -678,8 +682,8 @@ impl ProxyHttp for Proxy {
         let cut = e.is_some() && ctx.answered.is_none();
         let status = match session.response_written() {
             _ if cut => 0,
-            Some(r) => r.status.as_u16(),
-            None => ctx.answered.unwrap_or(0),
+            Some(r) if !r.status.is_informational() || r.status == 101 => r.status.as_u16(),
+            _ => ctx.answered.unwrap_or(0),
         };
         let req = session.req_header();
         record::finish(
