@@ -113,45 +113,36 @@ impl RequestEnd {
     fn head(&mut self, bytes: &[u8]) -> Option<usize> {
         // Empty lines before a request line are ignored (RFC 9112 §2.2), as
         // the parsers do: they must not read as a head's blank line.
-        let mut skipped = 0;
         if self.partial.is_empty() {
-            skipped = bytes
+            let skipped = bytes
                 .iter()
                 .take_while(|&&b| b == b'\r' || b == b'\n')
                 .count();
             if skipped == bytes.len() {
                 return None;
             }
+            // The common case: the whole head in one read, one pass over it.
+            let bytes = &bytes[skipped..];
+            let Some((end, state)) = scan(bytes) else {
+                self.partial.extend_from_slice(bytes);
+                return None;
+            };
+            self.line_ok = request_line_ok(request_line(bytes));
+            self.state = state;
+            return Some(skipped + end);
         }
-        let bytes = &bytes[skipped..];
         let Some(end) = head_end(&self.partial, bytes) else {
             self.partial.extend_from_slice(bytes);
             return None;
         };
-        let state = if self.partial.is_empty() {
-            self.judge(&bytes[..end])
-        } else {
-            let mut head = std::mem::take(&mut self.partial);
-            head.extend_from_slice(&bytes[..end]);
-            let state = self.judge(&head);
-            head.clear();
-            self.partial = head; // keeps its allocation for the next slow head
-            state
-        };
+        let mut head = std::mem::take(&mut self.partial);
+        head.extend_from_slice(&bytes[..end]);
+        let (_, state) = scan(&head).unwrap_or((head.len(), State::Through));
+        self.line_ok = request_line_ok(request_line(&head));
         self.state = state;
-        Some(skipped + end)
-    }
-}
-
-impl RequestEnd {
-    /// The framing of the body after `head`, noting whether its request line
-    /// is well formed.
-    fn judge(&mut self, head: &[u8]) -> State {
-        let end = memchr::memchr(b'\n', head).unwrap_or(head.len());
-        let line = &head[..end];
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        self.line_ok = request_line_ok(line);
-        body_framing(line, head.get(end + 1..).unwrap_or_default())
+        head.clear();
+        self.partial = head; // keeps its allocation for the next slow head
+        Some(end)
     }
 }
 
@@ -188,59 +179,70 @@ fn blank_line_end(b: &[u8]) -> Option<usize> {
     None
 }
 
-/// The framing of the body after a request head whose request line is
-/// `line` (RFC 9112 §6.3), or [`State::Through`] where it is not certain.
-/// Runs on every request: one pass over the field lines, names compared
-/// only when their first letter could start one of the three that matter.
-fn body_framing(line: &[u8], fields: &[u8]) -> State {
-    if line.starts_with(b"CONNECT ") || !line.ends_with(b"HTTP/1.1") && !line.ends_with(b"HTTP/1.0")
-    {
-        return State::Through;
-    }
+/// The request line at the start of `head`, without its line end.
+fn request_line(head: &[u8]) -> &[u8] {
+    let line = &head[..memchr::memchr(b'\n', head).unwrap_or(head.len())];
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Where the head at the start of `b` ends (just past its blank line) and
+/// the framing of the body after it (RFC 9112 §6.3), or [`State::Through`]
+/// where that is not certain; `None` while the head goes on. Runs on every
+/// request, so in one pass over its line feeds: a field line is looked at
+/// only when its first letter could start one of the three names that
+/// matter.
+fn scan(b: &[u8]) -> Option<(usize, State)> {
+    let line = request_line(b);
+    let mut through = line.starts_with(b"CONNECT ")
+        || !(line.ends_with(b"HTTP/1.1") || line.ends_with(b"HTTP/1.0"));
     let mut length: Option<u64> = None;
     let mut chunked = false;
-    let mut rest = fields;
-    while !rest.is_empty() {
-        let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
-        let raw = &rest[..end];
-        rest = rest.get(end + 1..).unwrap_or_default();
-        if !matches!(
-            raw.first().map(u8::to_ascii_lowercase),
-            Some(b'c' | b't' | b'u')
-        ) {
-            continue;
+    for lf in memchr::memchr_iter(b'\n', b) {
+        let start = lf + 1;
+        let first = *b.get(start)?;
+        match first {
+            b'\n' => return Some((start + 1, framing(through, length, chunked))),
+            b'\r' => match b.get(start + 1)? {
+                b'\n' => return Some((start + 2, framing(through, length, chunked))),
+                _ => continue,
+            },
+            _ if !matches!(first | 0x20, b'c' | b't' | b'u') => continue,
+            _ => {}
         }
-        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
-        let Some(colon) = memchr::memchr(b':', line) else {
-            continue; // one the parser refuses
+        let field = &b[start..];
+        let value = |name_len: usize| {
+            let rest = &field[name_len..];
+            let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+            rest[..end].trim_ascii()
         };
-        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let parsed =
-                (!value.is_empty() && value.len() <= 19 && value.iter().all(u8::is_ascii_digit))
-                    .then(|| {
-                        value
-                            .iter()
-                            .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'))
-                    });
-            match parsed {
+        if starts_with_name(field, b"content-length:") {
+            let v = value(15);
+            let n = (!v.is_empty() && v.len() <= 19 && v.iter().all(u8::is_ascii_digit))
+                .then(|| v.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')));
+            match n {
                 Some(n) if length.is_none() => length = Some(n),
-                _ => return State::Through,
+                _ => through = true,
             }
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            if chunked || !value.eq_ignore_ascii_case(b"chunked") {
-                return State::Through;
-            }
+        } else if starts_with_name(field, b"transfer-encoding:") {
+            through |= chunked || !value(18).eq_ignore_ascii_case(b"chunked");
             chunked = true;
-        } else if name.eq_ignore_ascii_case(b"upgrade") {
-            return State::Through;
+        } else if starts_with_name(field, b"upgrade:") {
+            through = true;
         }
     }
-    match (length, chunked) {
-        (Some(_), true) => State::Through,
-        (_, true) => State::Chunked(ChunkedEnd::default()),
-        (Some(0) | None, false) => State::Done,
-        (Some(n), false) => State::Length(n),
+    None
+}
+
+fn starts_with_name(field: &[u8], name: &[u8]) -> bool {
+    field.len() >= name.len() && field[..name.len()].eq_ignore_ascii_case(name)
+}
+
+fn framing(through: bool, length: Option<u64>, chunked: bool) -> State {
+    match (through, length, chunked) {
+        (true, _, _) | (false, Some(_), true) => State::Through,
+        (false, _, true) => State::Chunked(ChunkedEnd::default()),
+        (false, Some(0) | None, false) => State::Done,
+        (false, Some(n), false) => State::Length(n),
     }
 }
 
