@@ -219,14 +219,30 @@ fn scan(line: &[u8], b: &[u8]) -> Option<(usize, State)> {
         };
         if starts_with_name(field, b"content-length:") {
             let v = value(15);
-            let n = (!v.is_empty() && v.len() <= 19 && v.iter().all(u8::is_ascii_digit))
-                .then(|| v.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')));
+            // Leading zeros do not count towards the 19 digits a u64 holds.
+            let digits = &v[v
+                .iter()
+                .take_while(|&&d| d == b'0')
+                .count()
+                .min(v.len().saturating_sub(1))..];
+            let n = (!v.is_empty() && digits.len() <= 19 && v.iter().all(u8::is_ascii_digit)).then(
+                || {
+                    digits
+                        .iter()
+                        .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'))
+                },
+            );
             match n {
                 Some(n) if length.is_none() => length = Some(n),
                 _ => through = true,
             }
         } else if starts_with_name(field, b"transfer-encoding:") {
-            through |= chunked || !value(18).eq_ignore_ascii_case(b"chunked");
+            // A list: empty elements do not count (RFC 9110 §5.6.1), so
+            // `, chunked` is chunked, as the screen and pingora read it.
+            let mut codings = value(18).split(|&b| b == b',').map(<[u8]>::trim_ascii);
+            let only_chunked = codings.clone().filter(|c| !c.is_empty()).count() == 1
+                && codings.any(|c| c.eq_ignore_ascii_case(b"chunked"));
+            through |= chunked || !only_chunked;
             chunked = true;
         } else if starts_with_name(field, b"upgrade:") {
             through = true;
@@ -279,15 +295,35 @@ mod tests {
     fn pipelined_requests_are_split_at_any_read_size() {
         let get = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
         let post = "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
-        let chunked = "POST /c HTTP/1.1\r\nhost: x\r\nTransfer-Encoding: Chunked\r\n\r\n3;e=1\r\nabc\r\n0\r\nT: 1\r\n\r\n";
+        let chunked = "POST /c HTTP/1.1\r\nhost: x\r\nTransfer-Encoding: , Chunked,\r\n\r\n3;e=1\r\nabc\r\n0\r\nT: 1\r\n\r\n";
+        let padded = "POST /g HTTP/1.1\r\nContent-Length: 000000000000000000001\r\n\r\nx";
         let bare_lf = "GET /d HTTP/1.1\nHost: x\n\n";
         let head = "HEAD /e HTTP/1.0\r\n\r\n";
         let after_empty_lines = "\r\n\r\n\nGET /f HTTP/1.1\r\n\r\n";
-        let stream = [get, post, chunked, bare_lf, head, after_empty_lines, get].concat();
+        let stream = [
+            get,
+            post,
+            chunked,
+            bare_lf,
+            head,
+            after_empty_lines,
+            padded,
+            get,
+        ]
+        .concat();
         for step in 1..=stream.len() {
             assert_eq!(
                 messages(stream.as_bytes(), step),
-                [get, post, chunked, bare_lf, head, after_empty_lines, get],
+                [
+                    get,
+                    post,
+                    chunked,
+                    bare_lf,
+                    head,
+                    after_empty_lines,
+                    padded,
+                    get
+                ],
                 "step {step}"
             );
         }
