@@ -186,6 +186,10 @@ fn malformed_request_lines_are_refused_before_routing() {
                 Some("HTTP/1.1 400 Bad Request"),
                 "--fast-path {flag}: {line:?}"
             );
+            assert!(
+                raw.closed_within(Duration::from_secs(5)),
+                "--fast-path {flag}: {line:?}"
+            );
         }
         assert_eq!(
             app.hits(),
@@ -202,6 +206,8 @@ fn malformed_request_lines_are_refused_before_routing() {
             &b"GET /x HTTP/1.1\r\nHost: shop.example\r\n\r\n"[..],
             b"OPTIONS * HTTP/1.1\r\nHost: shop.example\r\n\r\n",
             b"GET http://shop.example/x HTTP/1.1\r\nHost: shop.example\r\n\r\n",
+            // Empty lines before a request line are ignored (RFC 9112 §2.2).
+            b"\r\n\r\nGET /x HTTP/1.1\r\nHost: shop.example\r\n\r\n",
         ] {
             let resp = Raw::connect(proxy.listen).send(request).response();
             assert_eq!(resp.map(|r| r.status), Some(200), "--fast-path {flag}");
@@ -599,5 +605,50 @@ fn framing_stated_twice_and_bad_hosts_are_refused() {
             .send(b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n")
             .response();
         assert_eq!(ok.map(|r| r.status), Some(200), "--fast-path {flag}");
+    }
+}
+
+/// Interim responses are forwarded to HTTP/1.1 clients, without hop-by-hop
+/// fields, before the final one (RFC 9110 §15.2); never to an HTTP/1.0
+/// client.
+#[test]
+fn interim_responses_reach_http11_clients_only() {
+    let endpoint = Scripted::start(
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nKeep-Alive: timeout=5\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+        false,
+    );
+    for (flag, proxy) in both(&one_route(&endpoint.url()), &[]) {
+        let (out, _) = raw_exchange(proxy.listen, GET, Duration::from_millis(500));
+        let statuses: Vec<&str> = out.lines().filter(|l| l.starts_with("HTTP/")).collect();
+        assert_eq!(
+            statuses,
+            [
+                "HTTP/1.1 103 Early Hints",
+                "HTTP/1.1 100 Continue",
+                "HTTP/1.1 200 OK"
+            ],
+            "--fast-path {flag}: {out:?}"
+        );
+        let lower = out.to_ascii_lowercase();
+        assert!(
+            lower.contains("\r\nlink: </a.css>; rel=preload\r\n"),
+            "--fast-path {flag}: {out:?}"
+        );
+        assert!(
+            !lower.contains("keep-alive: timeout"),
+            "--fast-path {flag}: {out:?}"
+        );
+        assert!(
+            out.ends_with("\r\n\r\nhello"),
+            "--fast-path {flag}: {out:?}"
+        );
+
+        let (out, _) = raw_exchange(
+            proxy.listen,
+            b"GET /old HTTP/1.0\r\nHost: shop.example\r\n\r\n",
+            Duration::from_secs(2),
+        );
+        let statuses: Vec<&str> = out.lines().filter(|l| l.starts_with("HTTP/")).collect();
+        assert_eq!(statuses, ["HTTP/1.1 200 OK"], "--fast-path {flag}: {out:?}");
     }
 }

@@ -146,10 +146,33 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
         settings.listen,
         settings.admin
     );
+    exit_if_the_listener_cannot_bind(&settings.listen);
     server.run(RunArgs {
         shutdown_signal: Box::new(DrainOnSignal { ingress }),
     });
     std::process::exit(0)
+}
+
+/// pingora binds the proxy listener in a service thread, and a failure
+/// there (the port taken between the check above and that bind) panics
+/// that thread only: the process would live on, ready by `/readyz`, with
+/// nothing listening. A listener that cannot bind ends the process instead.
+fn exit_if_the_listener_cannot_bind(listen: &str) {
+    let listen = listen.to_string();
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("Failed to build listeners") {
+            eprintln!("ringress: --listen {listen}: could not bind; exiting");
+            std::process::exit(1);
+        }
+    }));
 }
 
 struct AdminService {

@@ -64,19 +64,23 @@ impl Ringress {
     }
 
     /// A free port can be taken between `free_addr` and the binary's bind (by
-    /// another test's outgoing connection), and the binary then exits at
-    /// start-up; so an exit at start-up is retried twice on other ports.
+    /// another test's outgoing connection, or another test's proxy that drew
+    /// the same port), and the binary then exits at start-up or waits for it
+    /// (pingora retries a bind in use for 30 s); so either is retried twice
+    /// on other ports.
     fn start_until(routes_yaml: &str, extra: &[&str], probe: &str, fast_path: &str) -> Self {
         let mut attempt = 1;
         loop {
             let mut me = Self::spawn(routes_yaml, extra, fast_path);
             match me.wait_until(probe) {
                 Ok(()) => return me,
-                Err(status) if attempt < 3 => {
-                    eprintln!("ringress exited during start-up ({status}); again on other ports");
+                Err(why) if attempt < 3 => {
+                    eprintln!("ringress did not start ({why}); again on other ports");
+                    let _ = me.child.kill();
+                    let _ = me.child.wait();
                     attempt += 1;
                 }
-                Err(status) => panic!("ringress exited during start-up: {status}"),
+                Err(why) => panic!("ringress did not start: {why}"),
             }
         }
     }
@@ -88,13 +92,24 @@ impl Ringress {
             && std::net::TcpStream::connect(self.listen).is_ok()
     }
 
-    /// Waits until it `serves(probe)`, or returns how the binary exited before that.
-    fn wait_until(&mut self, probe: &str) -> Result<(), ExitStatus> {
+    /// Waits until it `serves(probe)` on a proxy port it listens on itself,
+    /// or says why not: it exited, or another process holds its port.
+    fn wait_until(&mut self, probe: &str) -> Result<(), String> {
+        let mut foreign = 0;
         eventually(Duration::from_secs(20), "ringress to start", || {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(Err(status));
+                return Some(Err(format!("exited: {status}")));
             }
-            self.serves(probe).then_some(Ok(()))
+            if !self.serves(probe) {
+                return None;
+            }
+            if listens_on(self.child.id(), self.listen.port()) {
+                return Some(Ok(()));
+            }
+            // Serving, yet the proxy port is someone else's: pingora is
+            // retrying its bind. Give it a moment (the bind may be under way).
+            foreign += 1;
+            (foreign > 20).then(|| Err(format!("{} is another process's", self.listen)))
         })
     }
 
@@ -134,8 +149,8 @@ impl Ringress {
     }
 
     pub fn wait_ready(&mut self) {
-        if let Err(status) = self.wait_until("/readyz") {
-            panic!("ringress exited during start-up: {status}");
+        if let Err(why) = self.wait_until("/readyz") {
+            panic!("ringress did not start: {why}");
         }
     }
 
@@ -209,4 +224,33 @@ impl Drop for Ringress {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Whether process `pid` holds a listening TCP socket on `port` (Linux: its
+/// descriptors against `/proc/net/tcp{,6}`). Where /proc cannot be read,
+/// assumes so.
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            return true;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let local_port = cols
+                .get(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) && cols.get(3) == Some(&"0A") {
+                inodes.extend(cols.get(9).map(|i| format!("socket:[{i}]")));
+            }
+        }
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return true;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .is_ok_and(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
+    })
 }

@@ -144,10 +144,11 @@ impl ProxyError {
                     | Reject::Incomplete => (400, "bad request\n"),
                 };
                 // Smuggling: the framing is in doubt; a body over the limit
-                // stays unread; a broken body leaves the stream out of step.
+                // stays unread; a broken body leaves the stream out of step; a
+                // client that cannot write a request line is not trusted with more.
                 let close = matches!(
                     reason,
-                    Reject::Smuggling | Reject::BodyTooLarge | Reject::BadBody
+                    Reject::Smuggling | Reject::BodyTooLarge | Reject::BadBody | Reject::BadTarget
                 );
                 Answer {
                     close,

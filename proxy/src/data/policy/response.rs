@@ -23,9 +23,10 @@ pub enum BodyFraming {
 
 const BAD: ProxyError = ProxyError::new(ErrorKind::BadResponse);
 
-/// Interim responses are not forwarded (as NGINX): the client gets the
-/// final response only, except a `100 Continue` it asked for with `Expect`.
-/// A `101` is only for a request that asked to upgrade.
+/// Whether a status may be forwarded: 100–599, and a `101` only to a request
+/// that asked to upgrade. Other interim responses are forwarded to HTTP/1.1
+/// clients as they arrive (RFC 9110 §15.2), at most
+/// [`MAX_INTERIM_RESPONSES`] of them.
 pub fn check_status(status: u16, upgrade_requested: bool) -> Result<(), ProxyError> {
     match status {
         101 if !upgrade_requested => Err(BAD),

@@ -79,21 +79,22 @@ pub struct Rules {
 /// `GET  /admin` as the target ` /admin`, escaped to `%20/admin`: the routes
 /// would match a path the backend never sees.
 pub fn request_line_ok(line: &[u8]) -> bool {
-    let mut parts = line.split(|&b| b == b' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    // Runs on every request: byte classes by table, spaces by memchr.
+    let Some(sp1) = memchr::memchr(b' ', line) else {
         return false;
     };
+    let (method, rest) = (&line[..sp1], &line[sp1 + 1..]);
+    let Some(sp2) = memchr::memchr(b' ', rest) else {
+        return false;
+    };
+    let (target, version) = (&rest[..sp2], &rest[sp2 + 1..]);
     let version_ok = matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
         if major.is_ascii_digit() && minor.is_ascii_digit());
     if !version_ok
         || method.is_empty()
-        || !method.iter().all(|&b| is_tchar(b))
+        || !method.iter().all(|&b| TCHAR[b as usize])
         || target.is_empty()
-        || !target
-            .iter()
-            .all(|&b| (0x21..0x7f).contains(&b) && b != b'#')
+        || !target.iter().all(|&b| TARGET[b as usize])
     {
         return false;
     }
@@ -106,16 +107,80 @@ pub fn request_line_ok(line: &[u8]) -> bool {
     if method == b"CONNECT" {
         return true;
     }
-    let lower = |n: usize| target.get(..n).map(<[u8]>::to_ascii_lowercase);
-    let authority = if lower(7).as_deref() == Some(b"http://") {
+    let scheme_end = |scheme: &[u8]| {
+        target.len() > scheme.len() && target[..scheme.len()].eq_ignore_ascii_case(scheme)
+    };
+    let authority = if scheme_end(b"http://") {
         &target[7..]
-    } else if lower(8).as_deref() == Some(b"https://") {
+    } else if scheme_end(b"https://") {
         &target[8..]
     } else {
         return false;
     };
     !matches!(authority.first(), None | Some(b'/' | b'?'))
 }
+
+/// A 256-entry table of the bytes for which `$ok` holds, built at compile time.
+macro_rules! byte_table {
+    (|$b:ident| $ok:expr) => {{
+        let mut table = [false; 256];
+        let mut i = 0;
+        while i < 256 {
+            let $b = i as u8;
+            table[i] = $ok;
+            i += 1;
+        }
+        table
+    }};
+}
+
+/// RFC 9110 `tchar`.
+const TCHAR: [bool; 256] = byte_table!(|b| {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
+});
+
+/// Request-target bytes: visible ASCII without `#` (no fragment).
+const TARGET: [bool; 256] = byte_table!(|b| b >= 0x21 && b < 0x7f && b != b'#');
+
+/// reg-name bytes (RFC 3986: unreserved, pct-encoded, sub-delims).
+const REG_NAME: [bool; 256] = byte_table!(|b| {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'%'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+        )
+});
 
 /// Whether a Host value is `uri-host [":" port]` (RFC 9112 §3.2, RFC 3986
 /// §3.2.2): a reg-name (unreserved, percent-encoded, sub-delims), an IPv4
@@ -148,10 +213,7 @@ pub fn host_ok(host: &[u8]) -> bool {
         [b':', digits @ ..] => digits.iter().all(u8::is_ascii_digit),
         _ => false,
     };
-    port_ok
-        && name
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b))
+    port_ok && name.iter().all(|&b| REG_NAME[b as usize])
 }
 
 /// Most options a request's `Connection` fields may list (as pingora's
@@ -181,7 +243,7 @@ pub fn connection_ok<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> bool {
             }
             options += 1;
             if options > MAX_CONNECTION_OPTIONS
-                || !token.iter().all(|&b| is_tchar(b))
+                || !token.iter().all(|&b| TCHAR[b as usize])
                 || PROTECTED.iter().any(|p| token.eq_ignore_ascii_case(p))
             {
                 return false;
@@ -189,11 +251,6 @@ pub fn connection_ok<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> bool {
         }
     }
     true
-}
-
-/// RFC 9110 `tchar`.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Whether backends may read `path` in more than one way: `;` path

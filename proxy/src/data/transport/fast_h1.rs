@@ -145,6 +145,8 @@ enum UpstreamError {
     Broken,
     /// A head the policy core refuses before the final one.
     Refused,
+    /// Writing an interim response to the client failed.
+    ClientGone,
 }
 
 /// What is left of a response body to forward.
@@ -488,7 +490,7 @@ impl Exchange<'_> {
                 Ok(candidate) => candidate,
                 Err(error) => return self.answer(client, out, error, true).await,
             };
-            match attempt(candidate.addr, out, upstream, timer, timeouts, now).await {
+            match attempt(client, candidate.addr, out, upstream, timer, timeouts, now).await {
                 Attempt::Ready(answered) => break (answered, candidate.addr),
                 // Refused or timed out: the next candidate while the budget lasts.
                 Attempt::ConnectFailed => {
@@ -499,6 +501,10 @@ impl Exchange<'_> {
                 }
                 Attempt::Timeout => {
                     let error = ProxyError::new(ErrorKind::UpstreamTimeout);
+                    return self.answer(client, out, error, true).await;
+                }
+                Attempt::ClientGone => {
+                    let error = ProxyError::new(ErrorKind::ClientGone);
                     return self.answer(client, out, error, true).await;
                 }
                 Attempt::Broken { fresh } => {
@@ -743,6 +749,8 @@ enum Attempt {
     BadResponse {
         fresh: bool,
     },
+    /// The client went away while interim responses were written to it.
+    ClientGone,
 }
 
 /// A connection with a response head at the start of the read buffer.
@@ -757,6 +765,7 @@ struct Answered {
 /// Sends the request on an idle connection to `addr` if there is one (once
 /// more on a new connection if the endpoint had closed it), else on a new one.
 async fn attempt(
+    client: &mut Stream,
     addr: SocketAddr,
     head: &[u8],
     buf: &mut BytesMut,
@@ -771,14 +780,23 @@ async fn attempt(
             Err(_) => return Attempt::ConnectFailed,
         },
     };
-    let mut result = send(&mut conn, head, buf, timer, timeouts.response, fresh).await;
+    let mut result = send(
+        &mut conn,
+        head,
+        buf,
+        timer,
+        timeouts.response,
+        fresh,
+        client,
+    )
+    .await;
     let resent = matches!(result, Err(UpstreamError::Stale));
     if resent {
         conn = match connect(addr, timeouts.connect).await {
             Ok(conn) => conn,
             Err(_) => return Attempt::ConnectFailed,
         };
-        result = send(&mut conn, head, buf, timer, timeouts.response, true).await;
+        result = send(&mut conn, head, buf, timer, timeouts.response, true, client).await;
     }
     let fresh = fresh || resent;
     match result {
@@ -789,6 +807,7 @@ async fn attempt(
         }),
         Err(UpstreamError::Timeout) => Attempt::Timeout,
         Err(UpstreamError::Refused) => Attempt::BadResponse { fresh },
+        Err(UpstreamError::ClientGone) => Attempt::ClientGone,
         Err(_) => Attempt::Broken { fresh },
     }
 }
@@ -810,6 +829,7 @@ async fn send(
     timer: &mut LazyTimer,
     timeout: Duration,
     fresh: bool,
+    client: &mut Stream,
 ) -> Result<usize, UpstreamError> {
     let broken = |fresh: bool| {
         if fresh {
@@ -845,9 +865,10 @@ async fn send(
             Ok(_) => return Err(broken(fresh)),
             Err(_) => return Err(UpstreamError::Timeout),
         }
-        // Interim 1xx heads are not forwarded (`response::check_status`); the
-        // final head may be in the same read. Only the status is looked at
-        // here: the final head is parsed once, later.
+        // Interim 1xx heads go to the client as they come (RFC 9110 §15.2;
+        // `response::check_status`); the final head may be in the same read.
+        // Only the status is looked at here: the final head is parsed once,
+        // later.
         while let Some(end) = head_end(buf, from) {
             match buf.get(..12) {
                 Some([b'H', b'T', b'T', b'P', b'/', b'1', b'.', _, b' ', b'1', b'0', b'1']) => {
@@ -857,6 +878,15 @@ async fn send(
                     interim += 1;
                     if interim > MAX_INTERIM_RESPONSES {
                         return Err(UpstreamError::Refused);
+                    }
+                    let head = interim_head(&buf[..end]).ok_or(UpstreamError::Refused)?;
+                    let written = async {
+                        client.write_all(&head).await?;
+                        client.flush().await
+                    };
+                    match timer.within(timeout, written).await {
+                        Ok(Ok(())) => {}
+                        _ => return Err(UpstreamError::ClientGone),
                     }
                     buf.advance(end);
                     from = 0;
@@ -915,6 +945,43 @@ fn write_client_head(
         true => out.extend_from_slice(b"Connection: keep-alive\r\n\r\n"),
         false => out.extend_from_slice(b"Connection: close\r\n\r\n"),
     }
+}
+
+/// An interim response head for the client: its status line as HTTP/1.1 and
+/// its fields without hop-by-hop ones (`headers::drop_downstream`), as
+/// pingora's transport forwards it. `None`: not a head that can be forwarded.
+fn interim_head(raw: &[u8]) -> Option<Vec<u8>> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let parsed = httparse::ParserConfig::default()
+        .allow_spaces_after_header_name_in_responses(true)
+        .allow_obsolete_multiline_headers_in_responses(true)
+        .parse_response(&mut resp, raw);
+    let status = resp.code?;
+    if !matches!(parsed, Ok(httparse::Status::Complete(_)))
+        || response::check_status(status, false).is_err()
+    {
+        return None;
+    }
+    let connection = ConnectionNames::parse(
+        resp.headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .map(|h| h.value),
+    );
+    let mut out = Vec::with_capacity(raw.len());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(&itoa_3(status));
+    out.push(b' ');
+    out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for h in resp.headers.iter() {
+        if !headers::drop_downstream(h.name, &connection, &[], false) {
+            copy_header(&mut out, raw, h.name.as_bytes(), h.value);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    Some(out)
 }
 
 fn itoa_3(n: u16) -> [u8; 3] {

@@ -100,7 +100,11 @@ impl Proxy {
             self.plane.metrics.rejected.inc(reason);
         }
         let answer = error.answer();
-        if answer.status == 0 || session.response_written().is_some() {
+        // Interim responses forwarded before do not stop a final answer.
+        let final_written = session
+            .response_written()
+            .is_some_and(|r| !r.status.is_informational());
+        if answer.status == 0 || final_written {
             return false;
         }
         ctx.answered = Some(answer.status);
@@ -294,9 +298,10 @@ impl ProxyHttp for Proxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        // Interim responses reach the client only as the core allows
-        // (`response::check_status`): pingora keeps 100-continue and 101.
-        session.as_downstream_mut().set_ignore_info_resp(true);
+        // Interim responses reach HTTP/1.1 clients (RFC 9110 §15.2: never
+        // an HTTP/1.0 one); `upstream_response_filter` checks and trims them.
+        let http10 = session.req_header().version == http::Version::HTTP_10;
+        session.as_downstream_mut().set_ignore_info_resp(http10);
         if let Err(error) = self.screen(session) {
             self.answer(session, ctx, error, false).await;
             return Ok(true);
@@ -532,6 +537,14 @@ impl ProxyHttp for Proxy {
         if (100..200).contains(&status) && status != 101 {
             ctx.interim += 1;
             if ctx.interim <= MAX_INTERIM_RESPONSES {
+                // As the fast path writes it: HTTP/1.1, no hop-by-hop fields.
+                upstream.set_version(http::Version::HTTP_11);
+                let dropped = fields_to_drop(&upstream.headers, |name, connection| {
+                    headers::drop_downstream(name, connection, &[], false)
+                });
+                for name in dropped {
+                    upstream.remove_header(&name);
+                }
                 return Ok(());
             }
         }
@@ -669,8 +682,8 @@ impl ProxyHttp for Proxy {
         let cut = e.is_some() && ctx.answered.is_none();
         let status = match session.response_written() {
             _ if cut => 0,
-            Some(r) => r.status.as_u16(),
-            None => ctx.answered.unwrap_or(0),
+            Some(r) if !r.status.is_informational() || r.status == 101 => r.status.as_u16(),
+            _ => ctx.answered.unwrap_or(0),
         };
         let req = session.req_header();
         record::finish(

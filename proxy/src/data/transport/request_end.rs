@@ -111,6 +111,19 @@ impl RequestEnd {
     /// `bytes` (the state is then the body's framing), `None` when all of them
     /// belong to a head that goes on.
     fn head(&mut self, bytes: &[u8]) -> Option<usize> {
+        // Empty lines before a request line are ignored (RFC 9112 §2.2), as
+        // the parsers do: they must not read as a head's blank line.
+        let mut skipped = 0;
+        if self.partial.is_empty() {
+            skipped = bytes
+                .iter()
+                .take_while(|&&b| b == b'\r' || b == b'\n')
+                .count();
+            if skipped == bytes.len() {
+                return None;
+            }
+        }
+        let bytes = &bytes[skipped..];
         let Some(end) = head_end(&self.partial, bytes) else {
             self.partial.extend_from_slice(bytes);
             return None;
@@ -126,7 +139,7 @@ impl RequestEnd {
             state
         };
         self.state = state;
-        Some(end)
+        Some(skipped + end)
     }
 }
 
@@ -134,9 +147,11 @@ impl RequestEnd {
     /// The framing of the body after `head`, noting whether its request line
     /// is well formed.
     fn judge(&mut self, head: &[u8]) -> State {
-        let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
-        self.line_ok = request_line_ok(line.strip_suffix(b"\r").unwrap_or(line));
-        body_framing(head)
+        let end = memchr::memchr(b'\n', head).unwrap_or(head.len());
+        let line = &head[..end];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        self.line_ok = request_line_ok(line);
+        body_framing(line, head.get(end + 1..).unwrap_or_default())
     }
 }
 
@@ -144,52 +159,70 @@ impl RequestEnd {
 /// the part of it read before. A blank line is LF LF or LF CR LF, as the
 /// parsers accept.
 fn head_end(partial: &[u8], bytes: &[u8]) -> Option<usize> {
-    // A blank line may straddle the two: look at the last 2 bytes before too.
-    let carry = &partial[partial.len().saturating_sub(2)..];
-    let at = |i: isize| -> Option<u8> {
-        if i < 0 {
-            carry.get((carry.len() as isize + i) as usize).copied()
-        } else {
-            bytes.get(i as usize).copied()
+    if !partial.is_empty() {
+        // A blank line may straddle the two reads: look at the last 2 bytes
+        // before with the first 3 of these.
+        let carry = &partial[partial.len() - partial.len().min(2)..];
+        let mut joined = [0u8; 5];
+        let take = bytes.len().min(3);
+        joined[..carry.len()].copy_from_slice(carry);
+        joined[carry.len()..carry.len() + take].copy_from_slice(&bytes[..take]);
+        if let Some(end) = blank_line_end(&joined[..carry.len() + take]) {
+            return Some(end - carry.len());
         }
-    };
-    // The first line feed may already be in `carry`.
-    let first = carry
-        .iter()
-        .position(|&b| b == b'\n')
-        .map(|p| p as isize - carry.len() as isize);
-    let mut search = first
-        .into_iter()
-        .chain(memchr::memchr_iter(b'\n', bytes).map(|p| p as isize));
-    search.find_map(|lf| match at(lf + 1) {
-        Some(b'\n') => Some((lf + 2) as usize),
-        Some(b'\r') if at(lf + 2) == Some(b'\n') => Some((lf + 3) as usize),
-        _ => None,
-    })
+    }
+    blank_line_end(bytes)
 }
 
-/// The framing of the body after a request head (RFC 9112 §6.3), or
-/// [`State::Through`] where it is not certain.
-fn body_framing(head: &[u8]) -> State {
-    let mut lines = head.split(|&b| b == b'\n');
-    let request_line = lines.next().unwrap_or_default();
-    if request_line.starts_with(b"CONNECT ") || !request_line.windows(6).any(|w| w == b"HTTP/1") {
+/// Just past the first blank line in `b`.
+fn blank_line_end(b: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(b'\n', &b[from..]) {
+        let lf = from + i;
+        match b.get(lf + 1) {
+            Some(b'\n') => return Some(lf + 2),
+            Some(b'\r') if b.get(lf + 2) == Some(&b'\n') => return Some(lf + 3),
+            _ => from = lf + 1,
+        }
+    }
+    None
+}
+
+/// The framing of the body after a request head whose request line is
+/// `line` (RFC 9112 §6.3), or [`State::Through`] where it is not certain.
+/// Runs on every request: one pass over the field lines, names compared
+/// only when their first letter could start one of the three that matter.
+fn body_framing(line: &[u8], fields: &[u8]) -> State {
+    if line.starts_with(b"CONNECT ") || !line.ends_with(b"HTTP/1.1") && !line.ends_with(b"HTTP/1.0")
+    {
         return State::Through;
     }
     let mut length: Option<u64> = None;
     let mut chunked = false;
-    for line in lines {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut rest = fields;
+    while !rest.is_empty() {
+        let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+        let raw = &rest[..end];
+        rest = rest.get(end + 1..).unwrap_or_default();
+        if !matches!(
+            raw.first().map(u8::to_ascii_lowercase),
+            Some(b'c' | b't' | b'u')
+        ) {
+            continue;
+        }
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
         let Some(colon) = memchr::memchr(b':', line) else {
-            continue; // the blank line, or one the parser refuses
+            continue; // one the parser refuses
         };
         let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
         if name.eq_ignore_ascii_case(b"content-length") {
-            let parsed = std::str::from_utf8(value).ok().and_then(|v| {
-                v.bytes()
-                    .all(|b| b.is_ascii_digit())
-                    .then(|| v.parse::<u64>().ok())?
-            });
+            let parsed =
+                (!value.is_empty() && value.len() <= 19 && value.iter().all(u8::is_ascii_digit))
+                    .then(|| {
+                        value
+                            .iter()
+                            .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'))
+                    });
             match parsed {
                 Some(n) if length.is_none() => length = Some(n),
                 _ => return State::Through,
@@ -245,11 +278,12 @@ mod tests {
         let chunked = "POST /c HTTP/1.1\r\nhost: x\r\nTransfer-Encoding: Chunked\r\n\r\n3;e=1\r\nabc\r\n0\r\nT: 1\r\n\r\n";
         let bare_lf = "GET /d HTTP/1.1\nHost: x\n\n";
         let head = "HEAD /e HTTP/1.0\r\n\r\n";
-        let stream = [get, post, chunked, bare_lf, head, get].concat();
+        let after_empty_lines = "\r\n\r\n\nGET /f HTTP/1.1\r\n\r\n";
+        let stream = [get, post, chunked, bare_lf, head, after_empty_lines, get].concat();
         for step in 1..=stream.len() {
             assert_eq!(
                 messages(stream.as_bytes(), step),
-                [get, post, chunked, bare_lf, head, get],
+                [get, post, chunked, bare_lf, head, after_empty_lines, get],
                 "step {step}"
             );
         }
