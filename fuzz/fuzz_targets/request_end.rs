@@ -5,7 +5,8 @@
 //! feeds it: whole, one byte at a time, and in reads of a few sizes.
 //! Invariants: the messages put back together are the stream; where they
 //! split does not depend on the read sizes; a finished message's
-//! `line_ok` is `request_line_ok` of its first line; and as long as
+//! `line_ok` is `request_line_ok` of its first line after any empty lines
+//! (RFC 9112 §2.2: skipped, as httparse does); and as long as
 //! httparse parses each head, every split falls where the reference puts
 //! it: after the head httparse found, plus the Content-Length or the
 //! reference chunked body, or nowhere (the rest passed through unsplit)
@@ -32,7 +33,9 @@ fn split(stream: &[u8], step: usize) -> Vec<usize> {
         current += n;
         if end.done() {
             let message = &stream[at - current..at];
-            let first = message.split(|&b| b == b'\n').next().unwrap();
+            // Empty lines before the request line are skipped (RFC 9112 §2.2).
+            let start = message.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+            let first = message[start..].split(|&b| b == b'\n').next().unwrap();
             let line = first.strip_suffix(b"\r").unwrap_or(first);
             assert_eq!(end.line_ok(), request_line_ok(line), "{:?}", String::from_utf8_lossy(line));
             messages.push(current);
@@ -52,13 +55,6 @@ fn split(stream: &[u8], step: usize) -> Vec<usize> {
 /// reference: `None` when the reference cannot tell (httparse refuses the
 /// head) and the comparison stops.
 fn reference_message(stream: &[u8]) -> Option<usize> {
-    // Known gap: RFC 9112 §2.2 lets a server skip empty lines before the
-    // request line (httparse does); `RequestEnd` judges the empty line as
-    // the request line instead (line_ok false, not split). Conservative for
-    // framing, so taken as it is here; see RELIABILITY.md.
-    if stream.starts_with(b"\n") || stream.starts_with(b"\r\n") {
-        return Some(stream.len());
-    }
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut req = httparse::Request::new(&mut headers);
     let head = match req.parse(stream) {
