@@ -85,6 +85,9 @@ fn reference_message(stream: &[u8]) -> Option<usize> {
     }
     let length = match lengths[..] {
         [] => 0,
+        // Known gap: the framer reads at most 19 digits (any u64 with no
+        // leading zeros); longer ones pass through unsplit. See RELIABILITY.md.
+        [v] if v.len() > 19 => return Some(rest),
         [v] if !v.is_empty() && v.iter().all(u8::is_ascii_digit) => {
             match std::str::from_utf8(v).unwrap().parse::<u64>() {
                 Ok(n) => n,
