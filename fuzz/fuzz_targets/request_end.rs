@@ -75,7 +75,14 @@ fn reference_message(stream: &[u8]) -> Option<usize> {
         return Some(rest);
     }
     if !codings.is_empty() {
-        if !lengths.is_empty() || codings.len() > 1 || !codings[0].eq_ignore_ascii_case(b"chunked") {
+        // One field whose list (empty elements ignored) is exactly `chunked`.
+        let mut elements = codings[0]
+            .split(|&b| b == b',')
+            .map(trim_ws)
+            .filter(|c| !c.is_empty());
+        let only_chunked = elements.next().is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))
+            && elements.next().is_none();
+        if !lengths.is_empty() || codings.len() > 1 || !only_chunked {
             return Some(rest);
         }
         return Some(match reference_chunked_end(&stream[head..], &mut Vec::new()) {
@@ -85,11 +92,14 @@ fn reference_message(stream: &[u8]) -> Option<usize> {
     }
     let length = match lengths[..] {
         [] => 0,
-        // Known gap: the framer reads at most 19 digits (any u64 with no
-        // leading zeros); longer ones pass through unsplit. See RELIABILITY.md.
-        [v] if v.len() > 19 => return Some(rest),
+        // Leading zeros do not count; more than 19 digits after them pass
+        // through unsplit (the screen refuses what overflows).
         [v] if !v.is_empty() && v.iter().all(u8::is_ascii_digit) => {
-            match std::str::from_utf8(v).unwrap().parse::<u64>() {
+            let zeros = v.iter().take_while(|&&d| d == b'0').count().min(v.len() - 1);
+            if v.len() - zeros > 19 {
+                return Some(rest);
+            }
+            match std::str::from_utf8(&v[zeros..]).unwrap().parse::<u64>() {
                 Ok(n) => n,
                 Err(_) => return Some(rest),
             }
