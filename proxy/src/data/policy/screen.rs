@@ -134,6 +134,7 @@ macro_rules! byte_table {
         table
     }};
 }
+pub(crate) use byte_table;
 
 /// RFC 9110 `tchar`.
 const TCHAR: [bool; 256] = byte_table!(|b| {

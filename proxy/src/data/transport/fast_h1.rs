@@ -30,7 +30,9 @@ use crate::data::policy::headers::{self, ConnectionNames, Forwarded, IpText};
 use crate::data::policy::record::{self, Finished};
 use crate::data::policy::response::{self, BodyFraming, MAX_INTERIM_RESPONSES};
 use crate::data::policy::routing::{self, Permits};
-use crate::data::policy::screen::{ambiguous_path, connection_ok, host_ok, normalize_path, Rules};
+use crate::data::policy::screen::{
+    ambiguous_path, byte_table, connection_ok, host_ok, normalize_path, Rules,
+};
 use crate::data::table::RouteRuntime;
 use crate::data::transport::h1::ChunkedEnd;
 use crate::data::transport::lazy_timer::LazyTimer;
@@ -365,51 +367,43 @@ fn parse_request<'a>(
 }
 
 fn plain_uri_byte(b: u8) -> bool {
-    PLAIN[b as usize] & URI != 0
+    PLAIN_URI[b as usize]
 }
 
 fn plain_host_byte(b: u8) -> bool {
-    PLAIN[b as usize] & HOST != 0
+    PLAIN_HOST[b as usize]
 }
 
-const URI: u8 = 1;
-const HOST: u8 = 2;
+/// Target bytes `http::Uri` keeps as they are. A table: this runs over
+/// every request.
+const PLAIN_URI: [bool; 256] = byte_table!(|b| b.is_ascii_alphanumeric()
+    || matches!(
+        b,
+        b'-' | b'.'
+            | b'_'
+            | b':'
+            | b'~'
+            | b'!'
+            | b'$'
+            | b'&'
+            | b'\''
+            | b'('
+            | b')'
+            | b'*'
+            | b'+'
+            | b','
+            | b';'
+            | b'='
+            | b'@'
+            | b'/'
+            | b'?'
+            | b'%'
+    ));
 
-/// Per byte: taken as it is in a target (`URI`: what `http::Uri` keeps
-/// unchanged) or a Host (`HOST`). A table: this runs over every request.
-const PLAIN: [u8; 256] = {
-    let mut table = [0u8; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':') {
-            table[i] = URI | HOST;
-        } else if matches!(b, b'[' | b']') {
-            table[i] = HOST;
-        } else if matches!(
-            b,
-            b'~' | b'!'
-                | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-                | b'@'
-                | b'/'
-                | b'?'
-                | b'%'
-        ) {
-            table[i] = URI;
-        }
-        i += 1;
-    }
-    table
-};
+/// Host bytes the fast path takes as they are.
+const PLAIN_HOST: [bool; 256] = byte_table!(
+    |b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':' | b'[' | b']')
+);
 
 /// The request head for the endpoint: the client's request line and headers
 /// as they arrived, without hop-by-hop headers, with `X-Forwarded-*` and the
@@ -1072,7 +1066,7 @@ async fn write_all(client: &mut Stream, bytes: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{head_complete, head_end, raw_line};
+    use super::{head_complete, head_end, plain_host_byte, plain_uri_byte, raw_line};
 
     #[test]
     fn header_lines_are_copied_whole_only_when_already_in_canonical_form() {
@@ -1131,5 +1125,15 @@ mod tests {
         }
         assert!(head_complete(b"GET / HTTP/1.1\nHost: a\n\n", 0));
         assert!(!head_complete(b"GET / HTTP/1.1\r\nHost: a\r\n", 0));
+    }
+
+    #[test]
+    fn plain_byte_tables_hold_the_listed_bytes() {
+        for b in 0..=255u8 {
+            let uri = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b);
+            let host = b.is_ascii_alphanumeric() || b"-._:[]".contains(&b);
+            assert_eq!(plain_uri_byte(b), uri, "{b}");
+            assert_eq!(plain_host_byte(b), host, "{b}");
+        }
     }
 }
