@@ -61,3 +61,4 @@ pub use spec::{
 };
 pub use table::{Match, RouteTable};
 pub use template::Template;
+pub use validate::is_tchar;

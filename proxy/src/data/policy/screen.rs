@@ -136,33 +136,14 @@ macro_rules! byte_table {
 }
 pub(crate) use byte_table;
 
-/// RFC 9110 `tchar`.
-const TCHAR: [bool; 256] = byte_table!(|b| {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
-        )
-});
+/// RFC 9110 `tchar`, as the route file's header names are checked.
+const TCHAR: [bool; 256] = byte_table!(|b| ringress_routes::is_tchar(b));
 
 /// Request-target bytes: visible ASCII without `#` (no fragment).
 const TARGET: [bool; 256] = byte_table!(|b| b >= 0x21 && b < 0x7f && b != b'#');
 
 /// reg-name bytes (RFC 3986: unreserved, pct-encoded, sub-delims).
-const REG_NAME: [bool; 256] = byte_table!(|b| {
+pub(crate) const REG_NAME: [bool; 256] = byte_table!(|b| {
     b.is_ascii_alphanumeric()
         || matches!(
             b,

@@ -31,7 +31,7 @@ use crate::data::policy::record::{self, Finished};
 use crate::data::policy::response::{self, BodyFraming, MAX_INTERIM_RESPONSES};
 use crate::data::policy::routing::{self, Permits};
 use crate::data::policy::screen::{
-    ambiguous_path, byte_table, connection_ok, host_ok, normalize_path, Rules,
+    ambiguous_path, byte_table, connection_ok, host_ok, normalize_path, Rules, REG_NAME,
 };
 use crate::data::table::RouteRuntime;
 use crate::data::transport::h1::ChunkedEnd;
@@ -376,29 +376,8 @@ fn plain_host_byte(b: u8) -> bool {
 
 /// Target bytes `http::Uri` keeps as they are. A table: this runs over
 /// every request.
-const PLAIN_URI: [bool; 256] = byte_table!(|b| b.is_ascii_alphanumeric()
-    || matches!(
-        b,
-        b'-' | b'.'
-            | b'_'
-            | b':'
-            | b'~'
-            | b'!'
-            | b'$'
-            | b'&'
-            | b'\''
-            | b'('
-            | b')'
-            | b'*'
-            | b'+'
-            | b','
-            | b';'
-            | b'='
-            | b'@'
-            | b'/'
-            | b'?'
-            | b'%'
-    ));
+const PLAIN_URI: [bool; 256] =
+    byte_table!(|b| REG_NAME[b as usize] || matches!(b, b':' | b'@' | b'/' | b'?'));
 
 /// Host bytes the fast path takes as they are.
 const PLAIN_HOST: [bool; 256] = byte_table!(
