@@ -383,7 +383,17 @@ fn a_stalled_endpoint_times_out_with_504_and_others_are_unaffected() {
     let (stalled, others): (Vec<&Sample>, Vec<&Sample>) =
         samples.iter().partition(|x| s_key(&x.key));
     assert!(!stalled.is_empty() && !others.is_empty());
-    assert!(others.iter().all(|x| x.ok()), "other keys unaffected");
+    // Other keys are served, except where bounded load spilled one onto s:
+    // with four clients, an owner holding the other three requests while s
+    // holds none is over the bound, and the next pod clockwise may be s.
+    // Each such failure is a counted spill and the same timeout.
+    let hurt: Vec<&Sample> = others.iter().copied().filter(|x| !x.ok()).collect();
+    let spills = proxy.metric("ringress_bounded_load_spills_total", r#"route="products""#);
+    assert!(
+        hurt.iter().all(|x| x.why() == "504 upstream timeout") && hurt.len() as f64 <= spills,
+        "other keys unaffected but for spills onto s ({spills} spills): {:?}",
+        reasons(&hurt)
+    );
     // s's in-flight requests pile up, so bounded load spills some of its keys
     // to the next endpoint; the rest wait for the timeout.
     let (spilled, timed_out): (Vec<&Sample>, Vec<&Sample>) = stalled.iter().partition(|x| x.ok());
