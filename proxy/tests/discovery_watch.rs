@@ -7,7 +7,7 @@ mod k8s_apiserver;
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use k8s_apiserver::{not_ready, ready, slice, terminating, unknown, FakeApiServer};
 use prometheus::proto::MetricType;
@@ -37,10 +37,22 @@ type Update = (Instant, Vec<String>);
 #[derive(Default)]
 struct RecordingSink {
     updates: Mutex<HashMap<ServiceTarget, Vec<Update>>>,
+    /// The latest ready-since time reported for each address.
+    ready_since: Mutex<HashMap<String, SystemTime>>,
 }
 
 impl EndpointsSink for RecordingSink {
-    fn endpoints_changed(&self, service: &ServiceTarget, endpoints: &[String]) {
+    fn endpoints_changed(
+        &self,
+        service: &ServiceTarget,
+        endpoints: &[String],
+        ready_since: &[SystemTime],
+    ) {
+        assert_eq!(endpoints.len(), ready_since.len());
+        self.ready_since
+            .lock()
+            .unwrap()
+            .extend(endpoints.iter().cloned().zip(ready_since.iter().copied()));
         let mut updates = self.updates.lock().unwrap();
         let history = updates.entry(service.clone()).or_default();
         history.push((Instant::now(), endpoints.to_vec()));
@@ -284,6 +296,49 @@ async fn follows_scale_up_and_scale_down() {
     assert_eq!(
         running.metric("ringress_discovery_endpoints", Some(&web)),
         Some(0.0)
+    );
+    running.shutdown().await;
+}
+
+/// Fade-in needs each endpoint's age: endpoints of the first list are as old as their slice
+/// (a restarted proxy must not fade in every pod again); one added later became ready at the
+/// pod change the controller stamped on the slice; a known endpoint keeps its time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_carry_the_time_they_became_ready() {
+    let server = FakeApiServer::start().await;
+    let web = target("web", "http");
+    let mut old = slice("web-a", "web", &[("http", 80)], &[ready("10.0.0.1")]);
+    let created = SystemTime::now() - Duration::from_secs(3600);
+    old.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        created.try_into().unwrap(),
+    ));
+    server.apply(NS, old);
+    let running = run_discovery(server.client(), std::slice::from_ref(&web));
+    running.wait_synced(&web).await;
+    running.sink.wait_for(&web, &http(&["10.0.0.1:80"])).await;
+    let since = |addr: &str| running.sink.ready_since.lock().unwrap()[&format!("http://{addr}")];
+    let first = since("10.0.0.1:80");
+    assert!(
+        first < SystemTime::now() - Duration::from_secs(3000),
+        "first list: the slice's creation, not now: {first:?}"
+    );
+
+    let before = SystemTime::now() - Duration::from_secs(1);
+    let eps = [ready("10.0.0.1"), ready("10.0.0.2")];
+    server.apply(NS, slice("web-a", "web", &[("http", 80)], &eps));
+    running
+        .sink
+        .wait_for(&web, &http(&["10.0.0.1:80", "10.0.0.2:80"]))
+        .await;
+    let added = since("10.0.0.2:80");
+    assert!(
+        added >= before && added <= SystemTime::now(),
+        "a later endpoint became ready at the slice's last change: {added:?}"
+    );
+    assert_eq!(
+        since("10.0.0.1:80"),
+        first,
+        "a known endpoint keeps its time"
     );
     running.shutdown().await;
 }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::balancer::{Balancer, Pick, PickContext};
 use crate::exclude::Exclude;
+use crate::pick::{pick, Soft};
 
 /// When to eject an endpoint, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,11 +138,12 @@ pub fn pick_admitted(
     exclude: &dyn Exclude,
     now_ms: u64,
 ) -> Option<Pick> {
-    let endpoints = balancer.endpoints();
-    let admitted = |i: usize| exclude.excludes(i) || endpoints[i].health().is_ejected(now_ms);
-    balancer
-        .pick(ctx, &admitted)
-        .or_else(|| balancer.pick(ctx, exclude))
+    let soft = Soft {
+        now_ms,
+        health: true,
+        fade_in: None,
+    };
+    pick(balancer, ctx, exclude, soft)
 }
 
 #[cfg(test)]

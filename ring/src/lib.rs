@@ -7,13 +7,17 @@
 //!   every route and outliving ring rebuilds; [`InFlightGuard`] keeps them exact.
 //! * [`Health`], [`HealthPolicy`], [`pick_admitted`]: passive health checking,
 //!   per endpoint, with the caller's clock passed in.
+//! * [`FadeIn`] and [`pick`]: new endpoints take their share gradually; the
+//!   pick a request gets, with health and fade-in on top of its exclusions.
 #![forbid(unsafe_code)]
 
 mod balancer;
 mod choice;
 mod exclude;
+mod fade;
 mod hash;
 mod health;
+mod pick;
 mod registry;
 mod ring;
 
@@ -22,7 +26,9 @@ pub use balancer::{
 };
 pub use choice::{PowerOfTwo, Random, RoundRobin, SplitMix64};
 pub use exclude::{Exclude, NoExclusion};
+pub use fade::{fade_draw, FadeIn};
 pub use hash::{hash_key, xxh64};
 pub use health::{pick_admitted, Health, HealthPolicy};
+pub use pick::{pick, Soft};
 pub use registry::{Endpoint, InFlightGuard, Registry};
 pub use ring::{HashRing, POSITIONS_PER_ENDPOINT};

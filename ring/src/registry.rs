@@ -13,6 +13,9 @@ pub struct Endpoint {
     addr: Box<str>,
     in_flight: AtomicUsize,
     health: Health,
+    /// When it became ready, on the caller's millisecond clock; 0 when it was
+    /// there from the start (see [`crate::FadeIn`]). Fixed at creation.
+    ready_since_ms: u64,
 }
 
 impl Endpoint {
@@ -25,6 +28,12 @@ impl Endpoint {
     #[inline]
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// When the endpoint became ready (caller's clock, ms); 0: from the start.
+    #[inline]
+    pub fn ready_since_ms(&self) -> u64 {
+        self.ready_since_ms
     }
 
     /// Passive health, shared by every route using this address.
@@ -48,6 +57,7 @@ impl fmt::Debug for Endpoint {
             .field("addr", &self.addr)
             .field("in_flight", &self.in_flight())
             .field("health", &self.health)
+            .field("ready_since_ms", &self.ready_since_ms)
             .finish()
     }
 }
@@ -87,8 +97,16 @@ impl Registry {
         Self::default()
     }
 
-    /// The endpoint for `addr`, created on first use.
+    /// The endpoint for `addr`, created on first use as one that was there
+    /// from the start.
     pub fn endpoint(&self, addr: &str) -> Arc<Endpoint> {
+        self.endpoint_ready_since(addr, 0)
+    }
+
+    /// The endpoint for `addr`; created on first use as ready since
+    /// `ready_since_ms`. An endpoint already known keeps its own time, so
+    /// every route using an address sees the same age.
+    pub fn endpoint_ready_since(&self, addr: &str, ready_since_ms: u64) -> Arc<Endpoint> {
         let mut entries = self.lock();
         if let Some(live) = entries.get(addr).and_then(Weak::upgrade) {
             return live;
@@ -97,6 +115,7 @@ impl Registry {
             addr: addr.into(),
             in_flight: AtomicUsize::new(0),
             health: Health::default(),
+            ready_since_ms,
         });
         entries.insert(addr.into(), Arc::downgrade(&endpoint));
         endpoint

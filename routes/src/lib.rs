@@ -56,8 +56,8 @@ pub use error::{RouteError, RouteErrors};
 pub use request::{cookie, host_without_port, query_param, write_client_address, RequestParts};
 pub use source::RouteSource;
 pub use spec::{
-    Backend, BackendTarget, Filter, LifoGroupSpec, LifoSpec, MatchSpec, PassiveHealthCheck,
-    PortRef, Route, ServiceRef, Timeouts, DEFAULT_RETRIES, MAX_PARAMS,
+    Backend, BackendTarget, FadeInSpec, Filter, LifoGroupSpec, LifoSpec, MatchSpec,
+    PassiveHealthCheck, PortRef, Route, ServiceRef, Timeouts, DEFAULT_RETRIES, MAX_PARAMS,
 };
 pub use table::{Match, RouteTable};
 pub use template::Template;

@@ -34,6 +34,9 @@ pub struct Route {
     /// The last `lifoGroup` filter, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lifo_group: Option<LifoGroupSpec>,
+    /// The last `fadeIn` filter, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fade_in: Option<FadeInSpec>,
     /// `setRequestHeader` filters in order, one per name (the last wins); names lowercase.
     #[serde(skip)]
     pub request_headers: Vec<(String, String)>,
@@ -80,6 +83,7 @@ pub enum Filter {
     LifoGroup(LifoGroupSpec),
     SetRequestHeader { name: String, value: String },
     SetResponseHeader { name: String, value: String },
+    FadeIn(FadeInSpec),
 }
 
 impl Filter {
@@ -91,6 +95,7 @@ impl Filter {
             Filter::LifoGroup(_) => "lifoGroup",
             Filter::SetRequestHeader { .. } => "setRequestHeader",
             Filter::SetResponseHeader { .. } => "setResponseHeader",
+            Filter::FadeIn(_) => "fadeIn",
         }
     }
 }
@@ -111,6 +116,24 @@ impl Default for LifoSpec {
             max_concurrency: 100,
             max_queue_size: 100,
             timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Skipper's `fadeIn`: endpoints that became ready less than `duration` ago
+/// take a share of their traffic rising as `(age / duration) ^ exponent`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct FadeInSpec {
+    #[serde(serialize_with = "duration_str")]
+    pub duration: Duration,
+    pub exponent: f64,
+}
+
+impl FadeInSpec {
+    pub fn policy(&self) -> ringress_ring::FadeIn {
+        ringress_ring::FadeIn {
+            duration_ms: (self.duration.as_millis() as u64).max(1),
+            exponent: self.exponent,
         }
     }
 }

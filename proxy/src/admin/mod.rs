@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use ringress_ring::{hash_key, pick_admitted, Algorithm, NoExclusion, PickContext};
+use ringress_ring::{hash_key, Algorithm, NoExclusion, PickContext};
 use serde_json::json;
 
 use crate::control::ingress::Ingress;
@@ -145,10 +145,7 @@ fn ring(ingress: &Ingress, query: &str) -> Response<Full<Bytes>> {
     };
     // The data plane's choice: ejected endpoints avoided unless all are.
     let now = now_ms();
-    let pick = match rr.health {
-        Some(_) => pick_admitted(&*pool.balancer, &ctx, &NoExclusion, now),
-        None => pool.balancer.pick(&ctx, &NoExclusion),
-    };
+    let pick = ringress_ring::pick(&*pool.balancer, &ctx, &NoExclusion, rr.soft(now));
     let Some(pick) = pick else {
         return json_response(
             StatusCode::SERVICE_UNAVAILABLE,

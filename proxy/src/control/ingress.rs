@@ -2,7 +2,7 @@
 //! admission queues, from which it builds the routing table and publishes it
 //! to the data plane ([`DataPlane`]). Rebuilds are serialised so the last
 //! change always wins; name lookups happen before the rebuild lock is taken.
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -14,7 +14,7 @@ use crate::control::table_build::{build_runtime, Queues, ServiceEndpoints};
 use crate::data::lifo::{LifoConfig, LifoMetrics, LifoQueue};
 use crate::data::metrics::{Metrics, ScrapeGauge};
 use crate::data::plane::DataPlane;
-use crate::data::table::Runtime;
+use crate::data::table::{now_ms, Runtime};
 
 /// Told which Services the route table references, so it can watch them.
 pub trait ServiceWatch: Send + Sync {
@@ -30,6 +30,8 @@ pub struct Ingress {
     pub registry: Registry,
     queues: Queues,
     services: Mutex<ServiceEndpoints>,
+    /// Per Service, when its endpoints became ready (the data plane's ms clock).
+    ready_since: Mutex<HashMap<ServiceRef, HashMap<String, u64>>>,
     /// Addresses of the endpoint names in the route file, looked up before
     /// each rebuild (never under `rebuild`, never on a runtime thread).
     resolved: Mutex<Arc<Resolved>>,
@@ -65,6 +67,9 @@ impl Ingress {
             &metrics,
             &queues,
             &resolved,
+            // The first table's endpoints were there from the start: nothing
+            // to fade in from.
+            &|_: &str| 0,
         );
         let data = Arc::new(DataPlane::new(metrics, listener_queue, access_log));
         data.publish(Arc::new(runtime));
@@ -74,6 +79,7 @@ impl Ingress {
             registry,
             queues,
             services: Mutex::new(ServiceEndpoints::new()),
+            ready_since: Mutex::default(),
             resolved: Mutex::new(resolved),
             rebuild: Mutex::new(()),
             service_watch: OnceLock::new(),
@@ -120,12 +126,24 @@ impl Ingress {
 
     /// New endpoints for a Service: only routes whose endpoint list changed get
     /// new rings.
-    pub fn set_service_endpoints(&self, service: &ServiceRef, endpoints: Vec<String>) {
+    /// The ready endpoints of `service`, each with the time it became ready
+    /// (`ready_since`, parallel; the data plane's ms clock, 0 for "from the start").
+    pub fn set_service_endpoints(
+        &self,
+        service: &ServiceRef,
+        endpoints: Vec<String>,
+        ready_since: Vec<u64>,
+    ) {
         {
             let mut services = self.services.lock().unwrap_or_else(|e| e.into_inner());
             if services.get(service) == Some(&endpoints) {
                 return;
             }
+            let since = endpoints.iter().cloned().zip(ready_since).collect();
+            self.ready_since
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(service.clone(), since);
             services.insert(service.clone(), endpoints);
         }
         self.rebuild_with(None);
@@ -174,6 +192,16 @@ impl Ingress {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        let ready_since = self.ready_since.lock().unwrap_or_else(|e| e.into_inner());
+        // Discovery says when its endpoints became ready; an endpoint a route
+        // file adds became ready now.
+        let now = now_ms().max(1);
+        let arrival = |addr: &str| {
+            ready_since
+                .values()
+                .find_map(|service| service.get(addr).copied())
+                .unwrap_or(now)
+        };
         let next = build_runtime(
             Arc::clone(&table),
             &services,
@@ -182,7 +210,9 @@ impl Ingress {
             self.metrics(),
             &self.queues,
             &resolved,
+            &arrival,
         );
+        drop(ready_since);
         let next = Arc::new(next);
         self.data.publish(Arc::clone(&next));
         self.forget_removed(&previous, &next);

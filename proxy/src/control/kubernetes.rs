@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use ringress_routes::{PortRef, ServiceRef};
 
@@ -11,6 +11,7 @@ use crate::control::discovery::{
     self, Discovery, DiscoveryMetrics, EndpointsSink, PortSpec, ServiceTarget,
 };
 use crate::control::ingress::{Ingress, ServiceWatch};
+use crate::data::table::now_ms;
 
 /// How long to wait before trying again to build a Kubernetes client.
 const CLIENT_RETRY: Duration = Duration::from_secs(5);
@@ -110,9 +111,25 @@ impl ServiceWatch for KubeBridge {
 }
 
 impl EndpointsSink for KubeBridge {
-    fn endpoints_changed(&self, service: &ServiceTarget, endpoints: &[String]) {
+    fn endpoints_changed(
+        &self,
+        service: &ServiceTarget,
+        endpoints: &[String],
+        ready_since: &[SystemTime],
+    ) {
         if let Some(ingress) = self.ingress.upgrade() {
-            ingress.set_service_endpoints(&service_of(service), endpoints.to_vec());
+            let since = ready_since.iter().map(|&t| ready_since_ms(t)).collect();
+            ingress.set_service_endpoints(&service_of(service), endpoints.to_vec(), since);
         }
     }
+}
+
+/// A wall-clock time as the data plane's millisecond clock ([`now_ms`]);
+/// 0 ("there from the start") for times before this process started.
+fn ready_since_ms(at: SystemTime) -> u64 {
+    let age = SystemTime::now()
+        .duration_since(at)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    now_ms().checked_sub(age).map_or(0, |ms| ms.max(1))
 }

@@ -73,7 +73,8 @@ fn config(spec: &ringress_routes::LifoSpec) -> LifoConfig {
 
 /// Joins `table` with balancers. Pools of `previous` whose endpoints and
 /// settings are unchanged are reused as they are. Endpoint names take their
-/// addresses from `resolved`: nothing here blocks.
+/// addresses from `resolved`: nothing here blocks. An endpoint new to
+/// `registry` is ready since `arrival(address)` (for fade-in).
 pub fn build_runtime(
     table: Arc<RouteTable>,
     services: &ServiceEndpoints,
@@ -82,6 +83,7 @@ pub fn build_runtime(
     metrics: &Metrics,
     queues: &Queues,
     resolved: &Resolved,
+    arrival: &dyn Fn(&str) -> u64,
 ) -> Runtime {
     let mut route_queues = queues.resolve(&table).into_iter();
     let mut reusable: HashMap<(Algorithm, u64, &[String]), &Arc<Pool>> = HashMap::new();
@@ -117,6 +119,7 @@ pub fn build_runtime(
                     registry,
                     metrics,
                     resolved,
+                    arrival,
                 )),
             }
         });
@@ -126,6 +129,7 @@ pub fn build_runtime(
             pool,
             metrics: metrics.route(&route.name),
             health: backend.passive_health_check.map(|c| c.policy()),
+            fade_in: route.fade_in.map(|f| f.policy()),
         });
     }
     Runtime::new(table, routes)
@@ -138,8 +142,12 @@ fn new_pool(
     registry: &Registry,
     metrics: &Metrics,
     resolved: &Resolved,
+    arrival: &dyn Fn(&str) -> u64,
 ) -> Pool {
-    let endpoints = addrs.iter().map(|a| registry.endpoint(a)).collect();
+    let endpoints = addrs
+        .iter()
+        .map(|a| registry.endpoint_ready_since(a, arrival(a)))
+        .collect();
     let upstreams: Vec<Upstream> = addrs
         .iter()
         .map(|a| upstream(a, metrics, resolved))

@@ -29,6 +29,9 @@ const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 /// Route label for requests that matched no route.
 pub const NO_ROUTE: &str = "";
 
+/// `outcome` labels of `ringress_retried_requests_total`, in `RouteMetrics::retried` order.
+const RETRY_OUTCOMES: [&str; 2] = ["served", "failed"];
+
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
@@ -36,6 +39,7 @@ pub struct Metrics {
     upstream_duration: HistogramVec,
     spills: IntCounterVec,
     retries: IntCounterVec,
+    retried: IntCounterVec,
     upstream_failures: IntCounterVec,
     ejections: IntCounterVec,
     pub reloads: IntCounter,
@@ -56,6 +60,8 @@ pub struct RouteMetrics {
     pub duration: Histogram,
     pub spills: IntCounter,
     pub retries: IntCounter,
+    /// Requests that were retried, by how they ended: `[served, failed]`.
+    pub retried: [IntCounter; 2],
     pub upstream_failures: IntCounter,
 }
 
@@ -213,6 +219,15 @@ impl Metrics {
             &["route"],
         )
         .unwrap();
+        let retried = IntCounterVec::new(
+            Opts::new(
+                "ringress_retried_requests_total",
+                "Requests retried after a connection failure, by outcome: served (a later \
+                 endpoint answered) or failed (the retries ran out)",
+            ),
+            &["route", "outcome"],
+        )
+        .unwrap();
         let upstream_failures = IntCounterVec::new(
             Opts::new(
                 "ringress_upstream_connect_failures_total",
@@ -269,6 +284,7 @@ impl Metrics {
             Box::new(upstream_duration.clone()),
             Box::new(spills.clone()),
             Box::new(retries.clone()),
+            Box::new(retried.clone()),
             Box::new(upstream_failures.clone()),
             Box::new(ejections.clone()),
             Box::new(reloads.clone()),
@@ -285,6 +301,7 @@ impl Metrics {
             upstream_duration,
             spills,
             retries,
+            retried,
             upstream_failures,
             ejections,
             reloads,
@@ -313,6 +330,7 @@ impl Metrics {
             duration: self.request_duration.with_label_values(&[route]),
             spills: self.spills.with_label_values(&[route]),
             retries: self.retries.with_label_values(&[route]),
+            retried: RETRY_OUTCOMES.map(|o| self.retried.with_label_values(&[route, o])),
             upstream_failures: self.upstream_failures.with_label_values(&[route]),
         });
         routes.insert(route.to_string(), Arc::clone(&m));
@@ -334,6 +352,9 @@ impl Metrics {
         let _ = self.request_duration.remove_label_values(&[route]);
         let _ = self.spills.remove_label_values(&[route]);
         let _ = self.retries.remove_label_values(&[route]);
+        for outcome in RETRY_OUTCOMES {
+            let _ = self.retried.remove_label_values(&[route, outcome]);
+        }
         let _ = self.upstream_failures.remove_label_values(&[route]);
     }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use prometheus::{Histogram, IntCounter};
-use ringress_ring::{Balancer, HealthPolicy};
+use ringress_ring::{Balancer, FadeIn, HealthPolicy, Soft};
 use ringress_routes::{Route, RouteTable};
 
 use crate::data::lifo::LifoQueue;
@@ -58,6 +58,20 @@ pub struct RouteRuntime {
     /// Passive health checking; `None` when the route turned it off (its
     /// picks then ignore ejections and its failures are not recorded).
     pub health: Option<HealthPolicy>,
+    /// The route's `fadeIn` filter.
+    pub fade_in: Option<FadeIn>,
+}
+
+impl RouteRuntime {
+    /// The soft rules of this route's picks at `now_ms`.
+    #[inline]
+    pub fn soft(&self, now_ms: u64) -> Soft {
+        Soft {
+            now_ms,
+            health: self.health.is_some(),
+            fade_in: self.fade_in,
+        }
+    }
 }
 
 pub struct Runtime {

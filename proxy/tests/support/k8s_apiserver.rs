@@ -175,11 +175,16 @@ impl FakeApiServer {
             .expect("slice needs metadata.name");
         let mut store = self.shared.store.lock().unwrap();
         let key = (namespace.to_string(), name);
-        let kind = if store.slices.contains_key(&key) {
-            "MODIFIED"
-        } else {
-            "ADDED"
+        // As the API server does: creationTimestamp is set on create and kept on replace.
+        // A test may give one on create, for a slice that has existed a while.
+        let (kind, created) = match store.slices.get(&key) {
+            Some(old) => ("MODIFIED", old.metadata.creation_timestamp.clone()),
+            None => {
+                let given = slice.metadata.creation_timestamp.take();
+                ("ADDED", given.or_else(|| Some(now_time())))
+            }
         };
+        slice.metadata.creation_timestamp = created;
         store.resource_version += 1;
         slice.metadata.namespace = Some(namespace.to_string());
         slice.metadata.resource_version = Some(store.resource_version.to_string());
@@ -683,6 +688,14 @@ pub fn unknown(address: &str) -> Ep {
     }
 }
 
+fn now_time() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    // The API server's resolution is one second.
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::from_second(now.as_second()).unwrap_or(now),
+    )
+}
+
 /// A slice of `service` as the EndpointSlice controller writes it. `ports` are (name, number)
 /// pairs, TCP; the address type follows the first endpoint.
 pub fn slice(name: &str, service: &str, ports: &[(&str, i32)], endpoints: &[Ep]) -> EndpointSlice {
@@ -717,6 +730,11 @@ pub fn slice(name: &str, service: &str, ports: &[(&str, i32)], endpoints: &[Ep])
         ..EndpointSlice::default()
     };
     slice.metadata.name = Some(name.to_string());
+    // The controller stamps each update with the time of the pod change behind it.
+    slice.metadata.annotations = Some(BTreeMap::from([(
+        "endpoints.kubernetes.io/last-change-trigger-time".to_string(),
+        k8s_openapi::jiff::Timestamp::now().to_string(),
+    )]));
     slice.metadata.labels = Some(BTreeMap::from([
         (
             "kubernetes.io/service-name".to_string(),

@@ -2,7 +2,7 @@
 
 use crate::marks::{Kind, Node, Pos};
 use crate::reader::Reader;
-use crate::spec::{Filter, LifoGroupSpec, LifoSpec};
+use crate::spec::{FadeInSpec, Filter, LifoGroupSpec, LifoSpec};
 use crate::template::Template;
 use crate::validate;
 
@@ -13,6 +13,7 @@ const FILTERS: &[&str] = &[
     "lifoGroup",
     "setRequestHeader",
     "setResponseHeader",
+    "fadeIn",
 ];
 
 /// Filters in file order, each with the position of its value.
@@ -99,6 +100,7 @@ fn parse_filter(
             Filter::ConsistentHashBalanceFactor(f)
         }
         "lifo" => Filter::Lifo(parse_lifo(r, value, None)?),
+        "fadeIn" => Filter::FadeIn(parse_fade_in(r, value)?),
         "lifoGroup" => {
             let mut group_name = None;
             let spec = parse_lifo(r, value, Some(&mut group_name))?;
@@ -162,6 +164,37 @@ fn parse_filter(
             );
             return None;
         }
+    })
+}
+
+/// `fadeIn: 30s` (exponent 1) or `fadeIn: {duration: 30s, exponent: 1.5}`.
+fn parse_fade_in(r: &mut Reader<'_>, node: &Node) -> Option<FadeInSpec> {
+    let what = "filter fadeIn";
+    if !matches!(node.kind, Kind::Map(_)) {
+        let duration = r.duration(node, what)?;
+        return Some(FadeInSpec {
+            duration,
+            exponent: 1.0,
+        });
+    }
+    let f = r.fields(node, what, &["duration", "exponent"])?;
+    let duration = r
+        .required(&f, node, what, "duration")
+        .and_then(|d| r.duration(d, &format!("{what} duration")));
+    let exponent = match f.get("exponent") {
+        None => Some(1.0),
+        Some(e) => r.number(e, &format!("{what} exponent")).filter(|x| {
+            // A ramp needs a positive, finite shape; 0 would skip it entirely.
+            let ok = x.is_finite() && *x > 0.0;
+            if !ok {
+                r.error(e.pos, format!("{what} exponent must be > 0, got {x}"));
+            }
+            ok
+        }),
+    };
+    Some(FadeInSpec {
+        duration: duration?,
+        exponent: exponent?,
     })
 }
 

@@ -132,6 +132,7 @@ fn parse_route(r: &mut Reader<'_>, node: &Node) -> (Option<Route>, Outline) {
         balance_factor: DEFAULT_BALANCE_FACTOR,
         lifo: None,
         lifo_group: None,
+        fade_in: None,
         request_headers: Vec::new(),
         response_headers: Vec::new(),
         compiled,
@@ -140,6 +141,7 @@ fn parse_route(r: &mut Reader<'_>, node: &Node) -> (Option<Route>, Outline) {
         match &filter {
             Filter::ConsistentHashBalanceFactor(f) => route.balance_factor = *f,
             Filter::Lifo(spec) => route.lifo = Some(*spec),
+            Filter::FadeIn(spec) => route.fade_in = Some(*spec),
             Filter::LifoGroup(group) => {
                 route.lifo_group = Some(group.clone());
                 outline.lifo_group = Some((group.clone(), pos));

@@ -1,7 +1,8 @@
 //! EndpointSlices → the sorted endpoint addresses a ring is built from.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::time::SystemTime;
 
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
 
@@ -18,22 +19,68 @@ pub fn ready_addresses<'a>(
     slices: impl IntoIterator<Item = &'a EndpointSlice>,
     port: &PortSpec,
 ) -> Vec<String> {
-    let mut addresses = BTreeSet::new();
+    ready_address_times(slices, port).into_keys().collect()
+}
+
+/// What the slices listing an address say about its age: the earliest
+/// creation of those slices, and the latest pod change that updated one (the
+/// EndpointSlice controller's `endpoints.kubernetes.io/last-change-trigger-time`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SliceTimes {
+    pub created: Option<SystemTime>,
+    pub changed: Option<SystemTime>,
+}
+
+/// [`ready_addresses`], each with its [`SliceTimes`].
+pub fn ready_address_times<'a>(
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+    port: &PortSpec,
+) -> BTreeMap<String, SliceTimes> {
+    let mut addresses: BTreeMap<String, SliceTimes> = BTreeMap::new();
     for slice in slices {
         let Some(port_number) = slice_port(slice, port) else {
             continue;
         };
+        let created = slice
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.into());
+        let changed = slice
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(LAST_CHANGE_TRIGGER_TIME))
+            .and_then(|t| parse_rfc3339(t));
         let endpoints = slice.endpoints.iter().flatten();
         for endpoint in endpoints.filter(|endpoint| is_ready(endpoint)) {
-            addresses.extend(
-                endpoint
-                    .addresses
-                    .iter()
-                    .filter_map(|address| http_address(address, port_number)),
-            );
+            let listed = endpoint
+                .addresses
+                .iter()
+                .filter_map(|address| http_address(address, port_number));
+            for address in listed {
+                let times = addresses.entry(address).or_default();
+                times.created = earliest(times.created, created);
+                times.changed = times.changed.max(changed);
+            }
         }
     }
-    addresses.into_iter().collect()
+    addresses
+}
+
+/// Set by the EndpointSlice controller on each slice it updates for a pod change.
+const LAST_CHANGE_TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
+
+fn earliest(a: Option<SystemTime>, b: Option<SystemTime>) -> Option<SystemTime> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    let time: k8s_openapi::jiff::Timestamp = text.parse().ok()?;
+    Some(time.into())
 }
 
 /// The pod port number `port` refers to in this slice, if the slice carries it.

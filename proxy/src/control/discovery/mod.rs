@@ -19,7 +19,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use self::addresses::ready_addresses;
+pub use self::addresses::{ready_address_times, ready_addresses, SliceTimes};
 pub use self::backoff::RetryBackoff;
 pub use self::client::{client, ClientError};
 pub use self::metrics::DiscoveryMetrics;
@@ -29,9 +29,15 @@ use self::service_watch::ServiceWatch;
 
 /// Where discovered endpoints go (the proxy's ring registry).
 pub trait EndpointsSink: Send + Sync + 'static {
-    /// The ready endpoints of `service` changed (sorted, deduplicated). Called from a tokio
-    /// task; must not block long.
-    fn endpoints_changed(&self, service: &ServiceTarget, endpoints: &[String]);
+    /// The ready endpoints of `service` changed (sorted, deduplicated), each with the time it
+    /// became ready as far as the EndpointSlices tell (`ready_since`, parallel to `endpoints`).
+    /// Called from a tokio task; must not block long.
+    fn endpoints_changed(
+        &self,
+        service: &ServiceTarget,
+        endpoints: &[String],
+        ready_since: &[std::time::SystemTime],
+    );
 }
 
 /// The wanted services, each with the flag its watch sets once its first list is done.

@@ -1,15 +1,16 @@
 //! The watch of one Service's EndpointSlices, feeding its endpoints to the sink.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use futures::StreamExt;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 
-use super::addresses::ready_addresses;
+use super::addresses::{ready_address_times, SliceTimes};
 use super::backoff::RetryBackoff;
 use super::metrics::DiscoveryMetrics;
 use super::slice_set::{Applied, SliceSet};
@@ -46,6 +47,7 @@ impl ServiceWatch {
         let _series = SeriesGuard(&self);
         let mut slices = SliceSet::default();
         let mut published: Option<Vec<String>> = None;
+        let mut ages = ReadyAges::default();
         let mut failing = false;
         while let Some(item) = events.next().await {
             let event = match item {
@@ -75,14 +77,52 @@ impl ServiceWatch {
             if applied == Applied::Listed && !self.synced.swap(true, Ordering::Relaxed) {
                 log::info!("discovery {}: initial list done", self.target);
             }
-            let endpoints = ready_addresses(slices.slices(), &self.target.port);
+            let times = ready_address_times(slices.slices(), &self.target.port);
+            let ready_since = ages.update(&times, applied == Applied::Listed);
+            let endpoints: Vec<String> = times.into_keys().collect();
             if published.as_ref() != Some(&endpoints) {
-                self.sink.endpoints_changed(&self.target, &endpoints);
+                self.sink
+                    .endpoints_changed(&self.target, &endpoints, &ready_since);
                 self.metrics
                     .published(&self.target, endpoints.len(), arrived.elapsed());
                 published = Some(endpoints);
             }
         }
+    }
+}
+
+/// Since when each endpoint of the service has been ready, for fade-in.
+///
+/// Endpoints of the first list are as old as their slice (a restarted proxy
+/// does not fade in every pod again); an endpoint that appears later became
+/// ready at the pod change that added it (the slice's last-change-trigger
+/// time), or now when the slice does not say. A known endpoint keeps its time.
+#[derive(Default)]
+struct ReadyAges {
+    listed: bool,
+    since: HashMap<String, SystemTime>,
+}
+
+impl ReadyAges {
+    /// The ready-since time of each address of `times`, in its order.
+    fn update(&mut self, times: &BTreeMap<String, SliceTimes>, listed: bool) -> Vec<SystemTime> {
+        let first_list = listed && !std::mem::replace(&mut self.listed, true);
+        let now = SystemTime::now();
+        let mut next = HashMap::with_capacity(times.len());
+        let out = times
+            .iter()
+            .map(|(address, t)| {
+                let since = match self.since.get(address) {
+                    Some(&known) => known,
+                    None if first_list => t.created.unwrap_or(SystemTime::UNIX_EPOCH),
+                    None => t.changed.filter(|&c| c <= now).unwrap_or(now),
+                };
+                next.insert(address.clone(), since);
+                since
+            })
+            .collect();
+        self.since = next;
+        out
     }
 }
 

@@ -7,7 +7,7 @@ use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use ringress_ring::{pick_admitted, InFlightGuard, PickContext};
+use ringress_ring::{pick, InFlightGuard, PickContext};
 
 use crate::data::policy::error::{ErrorKind, ProxyError};
 use crate::data::table::{ms_since_start, now_ms, RouteRuntime};
@@ -33,6 +33,10 @@ pub struct Attempts {
     guard: Option<InFlightGuard>,
     /// Bounded load sent the request past its key's owner.
     pub spilled: bool,
+    /// An endpoint answered with a usable head.
+    pub answered: bool,
+    /// Endpoints picked so far (more than one: the request was retried).
+    pub tries: u32,
 }
 
 impl Attempts {
@@ -55,10 +59,12 @@ impl Attempts {
             key_hash,
             random: random_u64(),
         };
-        let pick = match rr.health {
-            Some(_) => pick_admitted(&*pool.balancer, &ctx, &exclude, ms_since_start(now)),
-            None => pool.balancer.pick(&ctx, &exclude),
-        };
+        let pick = pick(
+            &*pool.balancer,
+            &ctx,
+            &exclude,
+            rr.soft(ms_since_start(now)),
+        );
         let Some(pick) = pick else {
             let kind = match self.tried.is_empty() {
                 true => ErrorKind::NoEndpoints,
@@ -71,6 +77,7 @@ impl Attempts {
             rr.metrics.spills.inc();
         }
         let i = pick.endpoint;
+        self.tries += 1;
         let upstream = &pool.upstreams[i];
         self.guard = Some(pool.balancer.endpoints()[i].acquire());
         self.endpoint = Some(i);
@@ -113,7 +120,8 @@ impl Attempts {
     }
 
     /// The candidate answered with a usable head.
-    pub fn responded(&self) {
+    pub fn responded(&mut self) {
+        self.answered = true;
         if let Some(guard) = &self.guard {
             guard.endpoint().health().record_success();
         }

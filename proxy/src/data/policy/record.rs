@@ -33,6 +33,9 @@ pub fn finish(
     let metrics = rr.map_or(&plane.no_route, |rr| &rr.metrics);
     metrics.count(done.method, done.status);
     metrics.duration.observe(elapsed.as_secs_f64());
+    if attempts.tries > 1 {
+        metrics.retried[usize::from(!attempts.answered)].inc();
+    }
     let endpoint = match (
         rr.and_then(|rr| rr.pool.as_ref()),
         attempts.endpoint,
