@@ -1,0 +1,163 @@
+//! Fade-in end to end: a pod joins a running proxy (by a route-file reload, and
+//! by an EndpointSlice event from the in-test API server) and takes its keys
+//! gradually over the `fadeIn` window; every key is served by its old owner or
+//! its new one, and a key that moved stays moved. Retries follow the ring.
+mod support;
+
+use std::collections::HashMap;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::cluster::{wait_for_endpoints, Cluster, SERVICE_ROUTES};
+use support::k8s_apiserver::ready;
+use support::{consistent_routes, eventually, Backend, Ringress};
+
+const FADE_SECS: f64 = 4.0;
+const FADE: &str = "      - fadeIn: {duration: 4s, exponent: 1.0}\n";
+
+fn sample() -> Vec<String> {
+    (0..240).map(|i| format!("p{i}")).collect()
+}
+
+/// Which backend serves each key now (one request each, one at a time, so
+/// bounded load never spills).
+fn owners(proxy: &Ringress, keys: &[String]) -> HashMap<String, String> {
+    let mut client = proxy.client();
+    keys.iter()
+        .map(|k| {
+            let resp = client.get(&format!("/products/{k}")).unwrap();
+            assert_eq!(resp.status, 200, "{k}: {}", resp.body);
+            (k.clone(), resp.header("x-backend").unwrap().to_string())
+        })
+        .collect()
+}
+
+/// Rounds of the sample through the proxy from `joined` until the window is
+/// well over; checks every answer and returns (seconds since `joined`, share
+/// of the new pod's eventual keys it served) per round.
+fn watch_fade_in(
+    proxy: &Ringress,
+    keys: &[String],
+    before: &HashMap<String, String>,
+    new_pod: &str,
+    joined: Instant,
+) -> Vec<(f64, f64)> {
+    let mut rounds = Vec::new();
+    let mut history: Vec<HashMap<String, String>> = Vec::new();
+    while joined.elapsed().as_secs_f64() < FADE_SECS + 1.5 {
+        let at = joined.elapsed().as_secs_f64();
+        history.push(owners(proxy, keys));
+        rounds.push(at);
+        thread::sleep(Duration::from_millis(150));
+    }
+    let after = history.last().unwrap();
+    let moving: Vec<&String> = keys.iter().filter(|k| after[*k] == new_pod).collect();
+    assert!(
+        moving.len() > keys.len() / 10,
+        "the new pod owns a share of the sample: {}",
+        moving.len()
+    );
+    for k in keys {
+        let mut moved = false;
+        for round in &history {
+            let at = &round[k];
+            assert!(
+                *at == before[k] || *at == after[k],
+                "{k} went to a third pod: {} then {at} then {}",
+                before[k],
+                after[k]
+            );
+            if at == new_pod {
+                moved = true;
+            } else {
+                assert!(!moved, "{k} moved to {new_pod} and came back");
+            }
+        }
+        if after[k] != new_pod {
+            assert_eq!(after[k], before[k], "{k} is not the new pod's, yet moved");
+        }
+    }
+    rounds
+        .into_iter()
+        .zip(&history)
+        .map(|(at, round)| {
+            let there = moving.iter().filter(|k| round[**k] == new_pod).count();
+            (at, there as f64 / moving.len() as f64)
+        })
+        .collect()
+}
+
+/// The share rose over the window, roughly along the ramp: little in the
+/// first fifth, part-way in the middle, all of it once the window is over.
+fn assert_rises(shares: &[(f64, f64)]) {
+    eprintln!("FIGURES share of the new pod's keys at (s since it joined, share): {shares:.2?}");
+    let early: Vec<f64> = shares
+        .iter()
+        .filter(|(t, _)| *t < FADE_SECS * 0.15)
+        .map(|s| s.1)
+        .collect();
+    assert!(
+        !early.is_empty() && early.iter().all(|&s| s < 0.4),
+        "{shares:?}"
+    );
+    assert!(
+        shares
+            .iter()
+            .any(|&(t, s)| t > FADE_SECS * 0.3 && t < FADE_SECS * 0.8 && s > 0.1 && s < 0.95),
+        "part-way in the middle of the window: {shares:?}"
+    );
+    assert!(shares.windows(2).all(|w| w[1].1 >= w[0].1), "{shares:?}");
+    assert_eq!(shares.last().unwrap().1, 1.0, "{shares:?}");
+}
+
+#[test]
+fn a_pod_added_by_a_route_file_reload_fades_in() {
+    let pods: Vec<Backend> = (0..5).map(|i| Backend::start(&format!("b{i}"))).collect();
+    let all: Vec<&Backend> = pods.iter().collect();
+    let proxy = Ringress::start(&consistent_routes(&all[..4], FADE));
+    let keys = sample();
+    let before = owners(&proxy, &keys);
+    // Pods of the first table were there from the start: no fade-in at all.
+    assert!(before.values().all(|b| b != "b4"));
+
+    proxy.write_routes(&consistent_routes(&all, FADE));
+    eventually(Duration::from_secs(10), "the reload", || {
+        let routes = proxy.admin_get("/routes").body;
+        routes.contains(&pods[4].url()).then_some(())
+    });
+    let joined = Instant::now();
+    let shares = watch_fade_in(&proxy, &keys, &before, "b4", joined);
+    assert_rises(&shares);
+}
+
+#[test]
+fn a_pod_added_by_an_endpoint_slice_event_fades_in_and_a_restart_does_not_fade_again() {
+    let cluster = Cluster::new(5);
+    let eps = |n: usize| (0..n).map(|i| ready(&cluster.ip(i))).collect::<Vec<_>>();
+    cluster.publish(eps(4));
+    let routes = SERVICE_ROUTES.replace(
+        "      - consistentHashKey: \"${id}\"\n",
+        &format!("      - consistentHashKey: \"${{id}}\"\n{FADE}"),
+    );
+    assert!(routes.contains("fadeIn"));
+    let proxy = cluster.proxy_with(&routes);
+    let urls: Vec<String> = (0..5).map(|i| cluster.url(i)).collect();
+    wait_for_endpoints(&proxy, &urls[..4]);
+    let keys = sample();
+    let before = owners(&proxy, &keys);
+
+    cluster.publish(eps(5));
+    wait_for_endpoints(&proxy, &urls);
+    let joined = Instant::now();
+    let shares = watch_fade_in(&proxy, &keys, &before, &cluster.ip(4), joined);
+    assert_rises(&shares);
+
+    // A restarted proxy reads the slice's creation time, older than itself:
+    // every pod counts as established and the new pod's keys are at once its.
+    cluster.publish(eps(5));
+    let after = owners(&proxy, &keys);
+    drop(proxy);
+    let restarted = cluster.proxy_with(&routes);
+    wait_for_endpoints(&restarted, &urls);
+    assert_eq!(owners(&restarted, &keys), after);
+}
