@@ -161,3 +161,89 @@ fn a_pod_added_by_an_endpoint_slice_event_fades_in_and_a_restart_does_not_fade_a
     wait_for_endpoints(&restarted, &urls);
     assert_eq!(owners(&restarted, &keys), after);
 }
+
+/// The pod the ring gives `key` among `urls`, skipping the `down` ones.
+fn ring_owner(urls: &[String], key: &str, down: &[usize]) -> usize {
+    let registry = ringress_ring::Registry::new();
+    let ring = ringress_ring::HashRing::new(urls.iter().map(|u| registry.endpoint(u)).collect());
+    ring.owner_among(ringress_ring::hash_key(key.as_bytes()), down)
+        .unwrap()
+}
+
+#[test]
+fn retries_follow_the_ring_clockwise() {
+    // Two pods refuse connections (nothing listens on their ports); the
+    // passive health check is off so only the retry order decides.
+    let up: Vec<Backend> = (0..3).map(|i| Backend::start(&format!("b{i}"))).collect();
+    let dead: Vec<String> = (0..2)
+        .map(|_| format!("http://127.0.0.1:{}", support::free_port()))
+        .collect();
+    let mut urls: Vec<String> = up.iter().map(|b| b.url()).collect();
+    urls.extend(dead.iter().cloned());
+    let routes = format!(
+        "routes:\n  - name: products\n    match: {{path: \"/products/{{id}}\"}}\n    filters: [{{consistentHashKey: \"${{id}}\"}}]\n    backend:\n      endpoints: [{}]\n      retries: 2\n      passiveHealthCheck: false\n",
+        urls.join(", ")
+    );
+    let proxy = Ringress::start(&routes);
+    let name = |i: usize| format!("b{i}");
+    let mut client = proxy.client();
+    let (mut once, mut twice) = (0, 0);
+    for i in 0..200 {
+        let key = format!("k{i}");
+        let owner = ring_owner(&urls, &key, &[]);
+        if owner < 3 {
+            continue;
+        }
+        // The owner refuses: the next distinct pod clockwise, then the one after.
+        let next = ring_owner(&urls, &key, &[owner]);
+        let expected = if next < 3 {
+            once += 1;
+            next
+        } else {
+            twice += 1;
+            ring_owner(&urls, &key, &[3, 4])
+        };
+        let resp = client.get(&format!("/products/{key}")).unwrap();
+        assert_eq!(resp.status, 200, "{key}: {}", resp.body);
+        assert_eq!(
+            resp.header("x-backend"),
+            Some(name(expected).as_str()),
+            "{key}"
+        );
+    }
+    assert!(
+        once > 0 && twice > 0,
+        "both orders exercised: {once} {twice}"
+    );
+    let served = proxy.metric_sum(
+        "ringress_retried_requests_total",
+        &[r#"route="products""#, r#"outcome="served""#],
+    );
+    assert_eq!(served, (once + twice) as f64);
+
+    // With one retry, keys whose first two pods refuse fail, counted as failed.
+    let one_retry = routes.replace("retries: 2", "retries: 1");
+    proxy.write_routes(&one_retry);
+    eventually(Duration::from_secs(10), "the reload", || {
+        proxy
+            .admin_get("/routes")
+            .body
+            .contains("\"retries\":1")
+            .then_some(())
+    });
+    let key = (0..200)
+        .map(|i| format!("k{i}"))
+        .find(|k| {
+            ring_owner(&urls, k, &[]) >= 3
+                && ring_owner(&urls, k, &[3, 4]) < 3
+                && ring_owner(&urls, k, &[ring_owner(&urls, k, &[])]) >= 3
+        })
+        .unwrap();
+    let resp = client.get(&format!("/products/{key}")).unwrap();
+    assert_eq!(resp.status, 502, "{}", resp.body);
+    let failed = proxy.metric_sum(
+        "ringress_retried_requests_total",
+        &[r#"route="products""#, r#"outcome="failed""#],
+    );
+    assert_eq!(failed, 1.0);
+}
