@@ -14,6 +14,7 @@ mod choice;
 mod exclude;
 mod hash;
 mod health;
+mod movement;
 mod registry;
 mod ring;
 
@@ -24,5 +25,6 @@ pub use choice::{PowerOfTwo, Random, RoundRobin, SplitMix64};
 pub use exclude::{Exclude, NoExclusion};
 pub use hash::{hash_key, xxh64};
 pub use health::{pick_admitted, Health, HealthPolicy};
+pub use movement::{Change, ChangeError, Flow, Movement, KEY_SPACE};
 pub use registry::{Endpoint, InFlightGuard, Registry};
 pub use ring::{HashRing, POSITIONS_PER_ENDPOINT};
