@@ -1,12 +1,10 @@
 //! The `ringress` binary. `main` is a plain function: pingora builds its own
 //! runtimes inside `Server::run`.
-use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
 use ringress::cli::serve::{self, Rules, Settings};
 use ringress::cli::{Cli, Command};
-use ringress_ring::{hash_key, HashRing, Registry};
 use ringress_routes::RouteTable;
 
 /// pingora allocates per request (headers, tasks, buffers); mimalloc's
@@ -18,7 +16,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Check { file }) => check(&file),
-        Some(Command::Ring { endpoints, keys }) => ring(&endpoints, &keys),
+        Some(Command::Ring(args)) => ringress::cli::ring::run(&args),
         None => serve(cli.serve),
     }
 }
@@ -43,19 +41,6 @@ fn check(file: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn ring(endpoints: &[String], keys: &[String]) -> ExitCode {
-    let registry = Registry::new();
-    let ring = HashRing::new(endpoints.iter().map(|e| registry.endpoint(e)).collect());
-    let mut out = std::io::stdout().lock();
-    for key in keys {
-        let owner = ring
-            .owner(hash_key(key.as_bytes()))
-            .expect("endpoints given");
-        let _ = writeln!(out, "{key}\t{}", ring.endpoints()[owner].addr());
-    }
-    ExitCode::SUCCESS
 }
 
 fn serve(args: ringress::cli::ServeArgs) -> ExitCode {

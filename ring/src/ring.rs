@@ -162,6 +162,16 @@ impl HashRing {
             .chain(&self.owners[..start])
             .map(|&o| o as usize)
     }
+
+    /// Every position as `(hash, endpoint index)`, ascending: a key hash `k`
+    /// belongs to the first position with hash ≥ `k`. Read by
+    /// [`crate::Movement`] so that it compares exactly the rings in use.
+    pub fn positions(&self) -> impl Iterator<Item = (u64, usize)> + '_ {
+        self.hashes
+            .iter()
+            .copied()
+            .zip(self.owners.iter().map(|&o| o as usize))
+    }
 }
 
 impl std::fmt::Debug for HashRing {

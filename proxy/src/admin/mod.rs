@@ -1,4 +1,5 @@
-//! The admin listener: `/metrics`, `/healthz`, `/readyz`, `/routes`, `/ring`.
+//! The admin listener: `/metrics`, `/healthz`, `/readyz`, `/routes`, `/ring`,
+//! `/ring/change`.
 //!
 //! It runs as a background service rather than a pingora listener so that it
 //! keeps answering (`/readyz` → 503) while the proxy listener drains.
@@ -12,7 +13,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use ringress_ring::{hash_key, Algorithm, NoExclusion, PickContext};
+use ringress_ring::{hash_key, Algorithm, Change, Movement, NoExclusion, PickContext};
 use serde_json::json;
 
 use crate::control::ingress::Ingress;
@@ -63,6 +64,7 @@ fn handle(ingress: &Ingress, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         }
         "/routes" => routes(ingress),
         "/ring" => ring(ingress, query),
+        "/ring/change" => ring_change(ingress, query),
         _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
     }
 }
@@ -179,6 +181,119 @@ fn ring(ingress: &Ingress, query: &str) -> Response<Full<Bytes>> {
             "ejected": ejected,
         }),
     )
+}
+
+const RING_CHANGE_USAGE: &str = "usage: /ring/change?route=NAME&add=ADDR&remove=ADDR \
+     (each repeatable or comma-separated) or /ring/change?route=NAME&after=ADDR,ADDR,...";
+
+/// What a proposed change of a route's endpoints would move, computed against
+/// the endpoint list the data plane uses now.
+fn ring_change(ingress: &Ingress, query: &str) -> Response<Full<Bytes>> {
+    let (route, change) = match change_query(query) {
+        Ok(parsed) => parsed,
+        Err(why) => {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                json!({"error": why, "usage": RING_CHANGE_USAGE}),
+            )
+        }
+    };
+    let runtime = ingress.runtime();
+    let Some(rr) = runtime.route(&route) else {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            json!({"error": format!("no route named {route:?}")}),
+        );
+    };
+    let Some(pool) = &rr.pool else {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"error": format!("route {route:?} answers by itself (status backend)")}),
+        );
+    };
+    let algorithm = pool.balancer.algorithm();
+    if algorithm != Algorithm::ConsistentHash {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"error": format!(
+                "route {route:?} balances by {algorithm}: keys have no owner to move; \
+                 only consistentHash routes place keys on a ring"
+            )}),
+        );
+    }
+    let before: Vec<String> = pool
+        .balancer
+        .endpoints()
+        .iter()
+        .map(|e| e.addr().to_string())
+        .collect();
+    let after = match change.apply(&before) {
+        Ok(after) => after,
+        Err(e) => {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                json!({"error": e.to_string(), "route": route}),
+            )
+        }
+    };
+    let Some(movement) = Movement::of_lists(&before, &after) else {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "no endpoints", "route": route}),
+        );
+    };
+    let mut body = change_json(&before, &after, &movement);
+    body["route"] = route.into();
+    json_response(StatusCode::OK, body)
+}
+
+/// `route` and a change: `add`/`remove` (repeatable, comma-separated) or `after`.
+fn change_query(query: &str) -> Result<(String, Change), String> {
+    let mut route = None;
+    let (mut add, mut remove, mut after) = (Vec::new(), Vec::new(), None::<Vec<String>>);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode(value);
+        let list = value.split(',').map(str::to_string);
+        match name {
+            "route" => route = Some(value),
+            "add" => add.extend(list),
+            "remove" => remove.extend(list),
+            "after" => after.get_or_insert_with(Vec::new).extend(list),
+            _ => return Err(format!("unknown parameter {name:?}")),
+        }
+    }
+    let route = route.ok_or("route missing")?;
+    let change = match after {
+        Some(_) if !(add.is_empty() && remove.is_empty()) => {
+            return Err("after cannot be combined with add or remove".into())
+        }
+        Some(after) => Change::Replace(after),
+        None if add.is_empty() && remove.is_empty() => return Err("no change given".into()),
+        None => Change::Edit { add, remove },
+    };
+    Ok((route, change))
+}
+
+/// A proposed change of an endpoint list as JSON, shared with
+/// `ringress ring --json`.
+pub fn change_json(before: &[String], after: &[String], movement: &Movement) -> serde_json::Value {
+    let flows: Vec<_> = movement
+        .flows
+        .iter()
+        .map(|f| json!({"from": f.from, "to": f.to, "fraction": f.fraction()}))
+        .collect();
+    let missing = |from: &[String], of: &[String]| -> Vec<String> {
+        of.iter().filter(|a| !from.contains(a)).cloned().collect()
+    };
+    json!({
+        "before": before,
+        "after": after,
+        "added": missing(before, after),
+        "removed": missing(after, before),
+        "moved_fraction": movement.fraction(),
+        "flows": flows,
+    })
 }
 
 fn percent_decode(s: &str) -> String {

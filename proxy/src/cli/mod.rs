@@ -1,4 +1,5 @@
 //! Command line: serve, `check`, `ring`.
+pub mod ring;
 pub mod serve;
 
 use std::path::PathBuf;
@@ -99,14 +100,49 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
-    /// Print the endpoint owning each key on a ring of the given endpoints.
-    Ring {
-        /// Comma-separated endpoint addresses, e.g. http://10.0.0.1:8080,http://10.0.0.2:8080
-        #[arg(long, value_delimiter = ',', required = true)]
-        endpoints: Vec<String>,
-        #[arg(value_name = "KEY", required = true)]
-        keys: Vec<String>,
-    },
+    /// Print the endpoint owning each key on a ring of the given endpoints;
+    /// with a proposed change (--add, --remove, --after, --add-pods), the
+    /// share of keys that would change owner, and between which endpoints.
+    Ring(RingArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RingArgs {
+    /// Comma-separated endpoint addresses, e.g. http://10.0.0.1:8080,http://10.0.0.2:8080
+    #[arg(long, value_delimiter = ',', required = true, value_name = "LIST")]
+    pub endpoints: Vec<String>,
+    /// Proposed change: add these endpoints.
+    #[arg(long, value_delimiter = ',', value_name = "ADDR[,ADDR]")]
+    pub add: Vec<String>,
+    /// Proposed change: remove these endpoints.
+    #[arg(long, value_delimiter = ',', value_name = "ADDR[,ADDR]")]
+    pub remove: Vec<String>,
+    /// Proposed change: the whole endpoint list after it.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "LIST",
+        conflicts_with_all = ["add", "remove", "add_pods"]
+    )]
+    pub after: Option<Vec<String>>,
+    /// Proposed change: N new pods whose addresses are not known yet; the
+    /// moved share is given as mean, min and max over 100 placeholder addresses.
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u16).range(1..),
+        conflicts_with = "keys"
+    )]
+    pub add_pods: Option<u16>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Keys to place; optional with a change.
+    #[arg(
+        value_name = "KEY",
+        required_unless_present_any = ["add", "remove", "after", "add_pods"]
+    )]
+    pub keys: Vec<String>,
 }
 
 fn default_threads() -> usize {
