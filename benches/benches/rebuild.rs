@@ -86,7 +86,11 @@ fn ingress(routes: usize) -> std::sync::Arc<Ingress> {
     let table = RouteTable::parse("bench.yaml", &y).expect("generated routes are valid");
     let ingress = Ingress::new("bench.yaml", table, false, None);
     for i in 1..routes {
-        ingress.set_service_endpoints(&service(i), (0..10).map(|p| pod(i, p)).collect());
+        ingress.set_service_endpoints(
+            &service(i),
+            (0..10).map(|p| pod(i, p)).collect(),
+            vec![0; 10],
+        );
     }
     ingress
 }
@@ -98,14 +102,14 @@ fn runtime_rebuild(c: &mut Criterion) {
     for routes in [1, 1000] {
         let ingress = ingress(routes);
         let big = service(0);
-        ingress.set_service_endpoints(&big, before.clone());
+        ingress.set_service_endpoints(&big, before.clone(), vec![0; before.len()]);
         // Alternate between the two lists so every call really rebuilds.
         let mut flip = false;
         group.bench_with_input(BenchmarkId::new("replace_one", routes), &routes, |b, _| {
             b.iter(|| {
                 flip = !flip;
                 let list = if flip { &after } else { &before };
-                ingress.set_service_endpoints(&big, list.clone());
+                ingress.set_service_endpoints(&big, list.clone(), vec![0; list.len()]);
             })
         });
         let runtime = ingress.runtime();

@@ -126,6 +126,18 @@ fn a_pod_added_by_a_route_file_reload_fades_in() {
         routes.contains(&pods[4].url()).then_some(())
     });
     let joined = Instant::now();
+    // The admin view says who is fading in, and how far.
+    let routes: serde_json::Value = serde_json::from_str(&proxy.admin_get("/routes").body).unwrap();
+    let fading: Vec<(&str, f64)> = routes["routes"][0]["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| Some((e["address"].as_str()?, e["fade_in_share"].as_f64()?)))
+        .collect();
+    assert!(
+        fading.len() == 1 && fading[0].0 == pods[4].url() && fading[0].1 < 0.5,
+        "{fading:?}"
+    );
     let shares = watch_fade_in(&proxy, &keys, &before, "b4", joined);
     assert_rises(&shares);
 }

@@ -95,11 +95,17 @@ fn routes(ingress: &Ingress) -> Response<Full<Bytes>> {
                     .endpoints()
                     .iter()
                     .map(|e| {
-                        json!({
+                        let mut view = json!({
                             "address": e.addr(),
                             "in_flight": e.in_flight(),
                             "ejected_for_ms": e.health().ejected_for_ms(now),
-                        })
+                        });
+                        // While it fades in: the share of its keys it takes now.
+                        if let Some(fade) = rr.fade_in.filter(|f| f.fading(e.ready_since_ms(), now))
+                        {
+                            view["fade_in_share"] = json!(fade.ramp(e.ready_since_ms(), now));
+                        }
+                        view
                     })
                     .collect()
             });

@@ -29,7 +29,7 @@ pub struct ServeArgs {
     /// Address of the proxy listener.
     #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR")]
     pub listen: String,
-    /// Address of the admin listener (/metrics, /healthz, /readyz, /routes, /ring).
+    /// Address of the admin listener (/metrics, /healthz, /readyz, /routes, /ring, /ring/change).
     #[arg(long, default_value = "127.0.0.1:9911", value_name = "ADDR")]
     pub admin: String,
     /// Worker threads of the proxy listener.

@@ -10,7 +10,7 @@ use ringress_ring::Registry;
 use ringress_routes::{BackendTarget, RouteErrors, RouteSource, RouteTable, ServiceRef};
 
 use crate::control::resolve::Resolved;
-use crate::control::table_build::{build_runtime, Queues, ServiceEndpoints};
+use crate::control::table_build::{build_runtime, Discovered, Queues, ServiceEndpoints};
 use crate::data::lifo::{LifoConfig, LifoMetrics, LifoQueue};
 use crate::data::metrics::{Metrics, ScrapeGauge};
 use crate::data::plane::DataPlane;
@@ -59,17 +59,20 @@ impl Ingress {
         let registry = Registry::new();
         // Start-up: no runtime runs yet, a blocking lookup is fine here.
         let resolved = Arc::new(Resolved::lookup(&table, None));
+        let discovered = Discovered {
+            services: &ServiceEndpoints::new(),
+            // The first table's endpoints were there from the start: nothing
+            // to fade in from.
+            arrival: &|_: &str| 0,
+        };
         let runtime = build_runtime(
             Arc::clone(&table),
-            &ServiceEndpoints::new(),
+            discovered,
             &Runtime::empty(),
             &registry,
             &metrics,
             &queues,
             &resolved,
-            // The first table's endpoints were there from the start: nothing
-            // to fade in from.
-            &|_: &str| 0,
         );
         let data = Arc::new(DataPlane::new(metrics, listener_queue, access_log));
         data.publish(Arc::new(runtime));
@@ -202,15 +205,18 @@ impl Ingress {
                 .find_map(|service| service.get(addr).copied())
                 .unwrap_or(now)
         };
+        let discovered = Discovered {
+            services: &services,
+            arrival: &arrival,
+        };
         let next = build_runtime(
             Arc::clone(&table),
-            &services,
+            discovered,
             &previous,
             &self.registry,
             self.metrics(),
             &self.queues,
             &resolved,
-            &arrival,
         );
         drop(ready_since);
         let next = Arc::new(next);

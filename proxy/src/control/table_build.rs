@@ -15,6 +15,15 @@ use crate::data::table::{Pool, RouteRuntime, Runtime, Upstream};
 /// their endpoint list from here.
 pub type ServiceEndpoints = HashMap<ServiceRef, Vec<String>>;
 
+/// What the build knows of endpoints beyond the route table: the Services'
+/// endpoint lists, and when an address new to the registry became ready
+/// (the data plane's ms clock; 0 for "from the start").
+#[derive(Clone, Copy)]
+pub struct Discovered<'a> {
+    pub services: &'a ServiceEndpoints,
+    pub arrival: &'a dyn Fn(&str) -> u64,
+}
+
 /// Admission queues, kept by name across route-table reloads so waiters
 /// survive a reload and settings apply to the next admissions.
 pub struct Queues {
@@ -74,17 +83,17 @@ fn config(spec: &ringress_routes::LifoSpec) -> LifoConfig {
 /// Joins `table` with balancers. Pools of `previous` whose endpoints and
 /// settings are unchanged are reused as they are. Endpoint names take their
 /// addresses from `resolved`: nothing here blocks. An endpoint new to
-/// `registry` is ready since `arrival(address)` (for fade-in).
+/// `registry` is ready since `discovered.arrival(address)` (for fade-in).
 pub fn build_runtime(
     table: Arc<RouteTable>,
-    services: &ServiceEndpoints,
+    discovered: Discovered<'_>,
     previous: &Runtime,
     registry: &Registry,
     metrics: &Metrics,
     queues: &Queues,
     resolved: &Resolved,
-    arrival: &dyn Fn(&str) -> u64,
 ) -> Runtime {
+    let Discovered { services, arrival } = discovered;
     let mut route_queues = queues.resolve(&table).into_iter();
     let mut reusable: HashMap<(Algorithm, u64, &[String]), &Arc<Pool>> = HashMap::new();
     for rt in &previous.routes {
