@@ -127,9 +127,50 @@ fn filter_entries() {
         error_lines(&yaml),
         [
             "routes.yaml:4:9: route \"r\": each filter must be a map with a single key, the filter's name (e.g. \"- lifo: {maxConcurrency: 10}\"), got a map",
-            "routes.yaml:6:9: route \"r\": unknown filter \"noSuchFilter\" (expected one of: consistentHashKey, consistentHashBalanceFactor, lifo, lifoGroup, setRequestHeader, setResponseHeader)",
+            "routes.yaml:6:9: route \"r\": unknown filter \"noSuchFilter\" (expected one of: consistentHashKey, consistentHashBalanceFactor, lifo, lifoGroup, setRequestHeader, setResponseHeader, fadeIn)",
             "routes.yaml:7:9: route \"r\": each filter must be a map with a single key, the filter's name (e.g. \"- lifo: {maxConcurrency: 10}\"), got the string \"just-a-string\"",
         ]
+    );
+}
+
+#[test]
+fn fade_in() {
+    let yaml = route(
+        "    filters:
+      - fadeIn: 30
+      - fadeIn: {duration: 0s}
+      - fadeIn: {exponent: 2}
+      - fadeIn: {duration: 1m, exponent: 0}
+      - fadeIn: {duration: 1m, exponent: -1, ramp: 3}
+      - fadeIn: ~
+    backend: {endpoints: [http://a:1]}
+",
+    );
+    assert_eq!(
+        error_lines(&yaml),
+        [
+            "routes.yaml:4:17: route \"r\": filter fadeIn: invalid duration \"30\": a unit is required (ms, s, m, h), e.g. \"10s\"",
+            "routes.yaml:5:28: route \"r\": filter fadeIn duration must be greater than 0, got \"0s\"",
+            "routes.yaml:6:17: route \"r\": filter fadeIn is missing \"duration\"",
+            "routes.yaml:7:42: route \"r\": filter fadeIn exponent must be > 0, got 0",
+            "routes.yaml:8:42: route \"r\": filter fadeIn exponent must be > 0, got -1",
+            "routes.yaml:8:46: route \"r\": unknown key \"ramp\" in filter fadeIn (expected one of: duration, exponent)",
+            "routes.yaml:9:17: route \"r\": filter fadeIn must be a duration like \"10s\", got nothing (null)",
+        ]
+    );
+    let ok = route(
+        "    filters:
+      - fadeIn: 30s
+      - fadeIn: {duration: 1m30s, exponent: 1.5}
+    backend: {endpoints: [http://a:1]}
+",
+    );
+    let table = ringress_routes::RouteTable::parse("routes.yaml", &ok).unwrap();
+    let spec = table.routes()[0].fade_in.unwrap();
+    assert_eq!(
+        (spec.duration.as_secs(), spec.exponent),
+        (90, 1.5),
+        "the last one wins"
     );
 }
 
