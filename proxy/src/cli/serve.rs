@@ -22,7 +22,6 @@ use crate::control::shutdown::DrainOnSignal;
 use crate::data::lifo::LifoConfig;
 use crate::data::transport::front::{Front, HeaderLimits};
 use crate::data::transport::pingora::Proxy;
-use crate::data::transport::DOWNSTREAM_WRITE_BUFFER;
 
 pub struct Settings {
     pub routes: PathBuf,
@@ -102,12 +101,12 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
             settings.screen,
         ),
     );
-    // pingora's default 1460-byte write buffer sends a response header and its
-    // body in separate syscalls; 16 KiB coalesces them for typical responses.
-    // Streaming is unaffected: chunked bodies are flushed per chunk.
+    // No per-connection buffers in pingora's stream: they would live as long
+    // as the connection (64 KiB + 16 KiB for every idle keep-alive client).
+    // Reads go straight into the request's buffer; writes are coalesced by the
+    // front door's pooled buffer, held only while a response is written.
     proxy.add_listener(
-        ListenerConfig::tcp(settings.listen.as_str())
-            .l4_buffer(L4BufferSettings::default().write(DOWNSTREAM_WRITE_BUFFER)),
+        ListenerConfig::tcp(settings.listen.as_str()).l4_buffer(L4BufferSettings::unbuffered()),
     );
     server.add_service(proxy);
     server.add_service(background_service(

@@ -34,6 +34,7 @@ use crate::data::policy::screen::{
     ambiguous_path, byte_table, connection_ok, host_ok, normalize_path, Rules, REG_NAME,
 };
 use crate::data::table::RouteRuntime;
+use crate::data::transport::buffers;
 use crate::data::transport::h1::ChunkedEnd;
 use crate::data::transport::lazy_timer::LazyTimer;
 use crate::data::transport::upstream_pool;
@@ -47,6 +48,8 @@ const MAX_RESPONSE_HEADERS: usize = 256;
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Read size for response bodies.
 const READ_CHUNK: usize = 16 * 1024;
+/// A request head buffer grown past this is not kept between requests.
+const LARGE_HEAD: usize = 8 * 1024;
 
 /// What became of one request on the connection.
 pub enum Outcome {
@@ -65,8 +68,6 @@ pub struct Connection {
     pub head: BytesMut,
     /// The head sent upstream, then the head and first body bytes sent back.
     out: Vec<u8>,
-    /// Bytes read from the endpoint.
-    upstream: BytesMut,
     client: Option<IpAddr>,
     /// `client` as text, written once per connection rather than per request.
     client_text: Vec<u8>,
@@ -178,10 +179,16 @@ impl FastPath {
         shutting_down: bool,
     ) -> Option<Outcome> {
         conn.head.clear();
+        if conn.head.capacity() > LARGE_HEAD {
+            // A large head is not kept for the connection's idle time.
+            conn.head = BytesMut::new();
+        }
         loop {
             let from = conn.head.len();
             if conn.head.capacity() - from < 1024 {
-                conn.head.reserve(4096);
+                // Most request heads fit the first kilobyte; an idle
+                // connection holds no more.
+                conn.head.reserve(if from == 0 { 1024 } else { 4096 });
             }
             match stream.read_buf(&mut conn.head).await {
                 Ok(0) | Err(_) if conn.head.is_empty() => return None,
@@ -192,6 +199,19 @@ impl FastPath {
                 break;
             }
         }
+        // The request's state lives in its own allocation, not in the
+        // connection's future, which stays small while the connection idles.
+        Box::pin(self.serve_head(stream, conn, parsed, shutting_down)).await
+    }
+
+    /// Serves the head `conn.head` holds, if it is the fast path's.
+    async fn serve_head(
+        &self,
+        stream: &mut Stream,
+        conn: &mut Connection,
+        parsed: impl FnOnce(),
+        shutting_down: bool,
+    ) -> Option<Outcome> {
         let start = Instant::now();
         // Uninitialised: httparse writes only the headers it finds.
         let mut headers = [const { MaybeUninit::uninit() }; MAX_REQUEST_HEADERS];
@@ -237,11 +257,13 @@ impl FastPath {
                 match permits {
                     Ok(_permits) => {
                         write_upstream_head(&mut conn.out, &req, rr);
-                        let (out, upstream, timer) =
-                            (&mut conn.out, &mut conn.upstream, &mut conn.timer);
-                        exchange
-                            .run(stream, out, upstream, timer, routed.key_hash)
-                            .await
+                        let mut upstream = buffers::UPSTREAM.take();
+                        let (out, timer) = (&mut conn.out, &mut conn.timer);
+                        let keep = exchange
+                            .run(stream, out, &mut upstream, timer, routed.key_hash)
+                            .await;
+                        buffers::UPSTREAM.give(upstream);
+                        keep
                     }
                     Err(error) => exchange.answer(stream, &mut conn.out, error, false).await,
                 }

@@ -1,5 +1,6 @@
 //! Transports: they move bytes between clients and endpoints and ask the
 //! policy core ([`crate::data::policy`]) what to do.
+pub mod buffers;
 pub mod conn_watch;
 pub mod fast_h1;
 pub mod front;
@@ -9,6 +10,7 @@ pub mod pingora;
 pub mod request_end;
 pub mod upstream_pool;
 
-/// Bytes of response buffered before a write to the client: pingora's
-/// default 1460 sends a response head and its body in separate syscalls.
+/// Bytes of response coalesced before a write to the client (the front
+/// door's pooled write buffer): a response head and a body that fit leave in
+/// one syscall.
 pub const DOWNSTREAM_WRITE_BUFFER: usize = 16 * 1024;
