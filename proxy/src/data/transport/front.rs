@@ -34,7 +34,7 @@ use pingora::protocols::{
 };
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use crate::data::metrics::Reject;
@@ -129,6 +129,15 @@ impl Front {
                 Outcome::KeepAlive => return Some(stream),
                 Outcome::Close => return None,
                 Outcome::Fallback => watch.set_replay(conn.head.split().freeze()),
+            }
+        } else {
+            // pingora's session and its request future are large: they exist
+            // once a request begins, not while the connection idles.
+            conn.head.clear();
+            conn.head.reserve(1024);
+            match stream.read_buf(&mut conn.head).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => watch.set_replay(conn.head.split().freeze()),
             }
         }
         let mut session = ServerSession::new_http1(stream);
