@@ -662,7 +662,8 @@ def main():
                             capture_output=True, text=True).stdout.strip()
     version = subprocess.run([args.binary, "--version"], capture_output=True, text=True).stdout.strip()
     lines.append("# fadeIn experiment: scale 4 → 5 cache pods\n")
-    lines.append("%s UTC, %s (%s), checkout %s, %d CPUs. `python3 benches/fadein/experiment.py %s`\n"
+    lines.append("%s UTC, %s (%s), experiment script at commit %s, %d CPUs. "
+                 "`python3 benches/fadein/experiment.py %s`\n"
                  % (datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"), version, args.binary,
                     commit or "?", os.cpu_count(), " ".join(sys.argv[1:])))
     lines.append("Load: %d req/s open loop over %d ids, zipf(%g); %d s with pods 1–4, then %d s with "
@@ -671,27 +672,24 @@ def main():
                  % (args.rate, args.catalogue, args.skew, args.warmup, args.seconds, args.balance_factor,
                     args.cache, args.hit_ms, args.miss_ms, args.db_concurrency, args.fade, args.exponent))
     lines.append("Ring (`ringress ring`, same ports in both runs): ids per pod with 4 pods %s, with 5 pods %s; "
-                 "pod 5 takes %.1f%% of the requests by popularity. Offline LRU check on the same "
+                 "the ids of pod 5's slice draw %.1f%% of the requests. Offline LRU check on the same "
                  "stream, 4 pods, warm caches: %.1f%% hits with consistent hashing, %.1f%% with "
                  "random spreading.\n"
                  % ("/".join(str(a) for a, _ in w[:4]), "/".join(str(b) for _, b in w),
                     moved_mass * 100, sim_hash * 100, sim_rand * 100))
-    head = "| window |"
-    sep = "| --- |"
-    for col in ("p99 ms", "p50 ms", "hit rate", "pod 5 share", "pod 5 hit rate", "errors"):
+    lines.append("| window | run | p50 ms | p99 ms | hit rate | pod 5 share | pod 5 hit rate "
+                 "| bounded-load spills | errors |")
+    lines.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for wi, (label, lo, hi) in enumerate(windows):
         for n in runs:
-            head += " %s %s |" % (col, n)
-            sep += " ---: |"
-    lines.append(head)
-    lines.append(sep)
-    for wi, (label, _, _) in enumerate(windows):
-        row = "| %s |" % label
-        for key, spec, scale in (("p99", "%.1f", 1), ("p50", "%.1f", 1), ("hit", "%.1f%%", 100),
-                                 ("new", "%.1f%%", 100), ("new_hit", "%.1f%%", 100), ("errors", "%d", 1)):
-            for n in runs:
-                v = stats[n][wi][key]
-                row += " %s |" % fmt(None if v is None else v * scale, spec)
-        lines.append(row)
+            st = stats[n][wi]
+            sp = dict(results[n][1].get("spills", []))
+            spills = (sp[hi] - sp[lo]) if (lo in sp and hi in sp) else None
+            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %d |" % (
+                label, n, fmt(st["p50"], "%.1f"), fmt(st["p99"], "%.1f"),
+                fmt(st["hit"] and st["hit"] * 100, "%.1f%%"), fmt(st["new"] and st["new"] * 100, "%.1f%%"),
+                fmt(st["new_hit"] and st["new_hit"] * 100, "%.1f%%") if lo >= 0 else "–",
+                fmt(spills, "%d"), st["errors"]))
     lines.append("")
     for n in runs:
         ev = results[n][1]
