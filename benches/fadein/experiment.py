@@ -136,12 +136,6 @@ async def serve_pods(config_path):
 
 # ---------------------------------------------------------------- processes and files
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start(cmd, logf):
     p = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
     PROCS.append(p)
@@ -371,7 +365,7 @@ def run(args, name, fade, ports, pod_cfg, keys, tmp):
 
     routes = os.path.join(tmp, "routes.yaml")
     write_atomic(routes, routes_yaml(ports[:4], fade, args.exponent, args.balance_factor))
-    listen, admin = free_port(), free_port()
+    listen, admin = args.base_port + 5, args.base_port + 6
     proxy_log_path = os.path.join(tmp, "ringress-%s.log" % name)
     proxy_log = open(proxy_log_path, "w")
     proxy = start([args.binary, "--routes", routes, "--listen", "127.0.0.1:%d" % listen,
@@ -393,7 +387,10 @@ def run(args, name, fade, ports, pod_cfg, keys, tmp):
 
     log("[%s] %d s at %d req/s with pods 1-4, then pods 1-5 for %d s%s"
         % (name, args.warmup, args.rate, args.seconds, " (fadeIn %s)" % fade if fade else ""))
+    cpu0 = cpu_snapshot([proxy.pid, pods.pid])
     records, events = asyncio.run(drive(args, listen, admin_addr, keys, scale_up))
+    cpu1 = cpu_snapshot([proxy.pid, pods.pid])
+    events["cpu"] = cpu_use(cpu0, cpu1)
     stop(proxy)
     stop(pods)
     pod_log.close()
@@ -403,6 +400,34 @@ def run(args, name, fade, ports, pod_cfg, keys, tmp):
         log("[%s] ringress logged %d warnings/errors, e.g.: %s" % (name, len(errs), errs[0].strip()))
     events["proxy_log_warnings"] = len(errs)
     return records, events
+
+
+def cpu_snapshot(pids):
+    """Wall time, CPU seconds of the machine (busy), of each pid and of this process."""
+    tick = os.sysconf("SC_CLK_TCK")
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    busy = (sum(v) - v[3] - (v[4] if len(v) > 4 else 0)) / tick
+    per = []
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            per.append((int(fields[11]) + int(fields[12])) / tick)
+        except OSError:
+            per.append(0.0)
+    t = os.times()
+    return time.monotonic(), busy, per, t.user + t.system
+
+
+def cpu_use(a, b):
+    wall = b[0] - a[0]
+    proxy = b[2][0] - a[2][0]
+    pods = b[2][1] - a[2][1]
+    own = b[3] - a[3]
+    others = max(0.0, (b[1] - a[1]) - proxy - pods - own)
+    return {k: 100 * v / wall for k, v in
+            (("proxy", proxy), ("pods", pods), ("self", own), ("others", others))}
 
 
 # ---------------------------------------------------------------- figures
@@ -573,6 +598,10 @@ def main():
     ap.add_argument("--connections", type=int, default=64, help="keep-alive connections, at most")
     ap.add_argument("--timeout", type=float, default=10.0, help="client timeout per request (s)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--base-port", type=int, default=18101,
+                    help="pods 1-5 listen on BASE..BASE+4, ringress on BASE+5, its admin on BASE+6")
+    ap.add_argument("--raw", action="store_true",
+                    help="also write every request (NAME-requests.csv) to --out")
     ap.add_argument("--serve-pods", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve_pods:
@@ -598,12 +627,16 @@ def main():
             sys.exit("this binary rejects the fadeIn route (a build without the filter? "
                      "--only without runs the other half):\n" + c.stdout + c.stderr)
 
-    # Five ports, reused by both runs, so the ring (and each pod's slice) is the same in both.
-    ports = []
-    while len(ports) < 5:
-        p = free_port()
-        if p not in ports:
-            ports.append(p)
+    # Fixed ports, the same in both runs and on every machine: endpoint addresses place the pods
+    # on the ring, so each pod's slice of the catalogue is the same from run to run.
+    ports = [args.base_port + i for i in range(5)]
+    for p in ports + [args.base_port + 5, args.base_port + 6]:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", p))
+            except OSError:
+                sys.exit("port %d is taken: choose --base-port (pods use 7 ports from it)" % p)
     ids, cdf = catalogue(args.catalogue, args.skew, args.seed)
     total = args.rate * (args.warmup + args.seconds)
     keys = draw(ids, cdf, total, args.seed)
@@ -646,6 +679,11 @@ def main():
         records, events = run(args, name, fade, ports, pod_cfg, keys, tmp)
         rows = per_second(records, events, args, new_pod)
         write_csv(os.path.join(args.out, "%s.csv" % name), rows)
+        if args.raw:
+            with open(os.path.join(args.out, "%s-requests.csv" % name), "w") as f:
+                f.write("due_s,latency_ms,status,backend,cache\n")
+                for r in sorted(records):
+                    f.write("%.4f,%.3f,%d,%s,%s\n" % (r[0], r[1] * 1000, r[2], r[3], r[4]))
         results[name] = (records, events, rows)
         log("[%s] route file renamed at +%.3f s, new table in force at +%s s; %d requests, %d errors"
             % (name, events.get("renamed", float("nan")),
@@ -695,9 +733,13 @@ def main():
         ev = results[n][1]
         sp = ev.get("spills", [])
         tot = (sp[-1][1] - sp[0][1]) if len(sp) > 1 else None
+        cpu = ev.get("cpu", {})
         lines.append("- %s: new route table in force %s s after the rename; bounded-load spills "
-                     "during the run: %s; ringress warnings/errors logged: %d."
-                     % (n, fmt(ev.get("applied"), "%.2f"), fmt(tot, "%d"), ev.get("proxy_log_warnings", 0)))
+                     "during the run: %s; ringress warnings/errors logged: %d. CPU over the run, in "
+                     "%% of one CPU: ringress %s, pods %s, load generator %s, all other processes %s."
+                     % (n, fmt(ev.get("applied"), "%.2f"), fmt(tot, "%d"), ev.get("proxy_log_warnings", 0),
+                        fmt(cpu.get("proxy"), "%.0f"), fmt(cpu.get("pods"), "%.0f"),
+                        fmt(cpu.get("self"), "%.0f"), fmt(cpu.get("others"), "%.0f")))
     lines.append("\nPer-second series: %s. Plot: fadein.svg.\n"
                  % ", ".join("`%s.csv`" % n for n in runs))
     text = "\n".join(lines)
