@@ -488,7 +488,7 @@ def nice_step(span, ticks=5):
     return 10 * mag
 
 
-def svg_plot(path, series, args, fade_s):
+def svg_plot(path, series, args, fade_s, slice_share):
     """series: [(label, colour, rows)]. Three panels sharing the time axis."""
     W, PH, L, R, T, GAP = 900, 200, 70, 20, 40, 50
     panels = [("p99 latency (ms), per second", "p99", 1.0),
@@ -501,7 +501,12 @@ def svg_plot(path, series, args, fade_s):
          'font-family="sans-serif" font-size="12">' % (W, H, W, H),
          '<rect width="100%" height="100%" fill="white"/>',
          '<text x="%d" y="20" font-size="14" font-weight="bold">ringress: scale 4 \u2192 5 cache pods '
-         'at %d req/s, with and without fadeIn</text>' % (L, args.rate)]
+         'at %d req/s</text>' % (L, args.rate)]
+    for i, (label, colour, _) in enumerate(series):  # legend, top right
+        lx = W - R - 360 + 180 * i
+        o.append('<line x1="%d" y1="16" x2="%d" y2="16" stroke="%s" stroke-width="2.5"/>'
+                 % (lx, lx + 20, colour))
+        o.append('<text x="%d" y="20">%s</text>' % (lx + 25, label))
     for pi, (title, key, scale) in enumerate(panels):
         top = T + pi * (PH + GAP) + 16
         bot = top + PH - 16
@@ -513,7 +518,7 @@ def svg_plot(path, series, args, fade_s):
             if hi - lo < 10:
                 lo = hi - 10
         else:
-            lo, hi = 0.0, max(25.0, max(vals + [0.0]))
+            lo, hi = 0.0, max(25.0, slice_share * 100 + 5, max(vals + [0.0]))
         step = nice_step(hi - lo)
         hi = lo + math.ceil((hi - lo) / step) * step
         Y = lambda v: bot - (v - lo) / (hi - lo) * (bot - top)
@@ -527,20 +532,21 @@ def svg_plot(path, series, args, fade_s):
             o.append('<text x="%d" y="%.1f" text-anchor="end">%s</text>'
                      % (L - 6, Y(v) + 4, ("%g" % round(v, 3))))
             v += step
-        t = math.ceil(x0 / 10) * 10
+        tstep = max(1, int(nice_step(x1 - x0, 8)))
+        t = math.ceil(x0 / tstep) * tstep
         while t <= x1:
             o.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#eee"/>' % (X(t), top, X(t), bot))
             o.append('<text x="%.1f" y="%d" text-anchor="middle">%d</text>' % (X(t), bot + 15, t))
-            t += 10
+            t += tstep
         o.append('<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#888"/>'
                  % (L, top, W - L - R, bot - top))
         o.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="black" stroke-dasharray="5,4"/>'
                  % (X(0), top, X(0), bot))
-        if pi == 0:
-            o.append('<text x="%.1f" y="%d">scale-up: pod 5 added</text>' % (X(0) + 4, top + 14))
+        if pi == 1:  # below the hit-rate lines, which stay near the top
+            o.append('<text x="%.1f" y="%d">\u2190 route file lists pod 5</text>' % (X(0) + 4, bot - 22))
             if fade_s and any(lbl.startswith("with ") for lbl, _, _ in series):
-                o.append('<text x="%.1f" y="%d" fill="#1f77b4">fade-in window</text>'
-                         % (X(0) + 4, top + 28))
+                o.append('<text x="%.1f" y="%d" fill="#1f77b4">shaded: fade-in duration</text>'
+                         % (X(0) + 4, bot - 8))
         if pi == len(panels) - 1:
             o.append('<text x="%.1f" y="%d" text-anchor="middle">seconds since the route file '
                      'listed pod 5 (by scheduled send time)</text>' % ((L + W - R) / 2, bot + 32))
@@ -558,12 +564,12 @@ def svg_plot(path, series, args, fade_s):
             for s in segs:
                 o.append('<polyline fill="none" stroke="%s" stroke-width="1.6" points="%s"/>'
                          % (colour, " ".join(s)))
-        # legend
-        for i, (label, colour, _) in enumerate(series):
-            ly = top + 14 + 16 * i
-            o.append('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2.5"/>'
-                     % (W - R - 230, ly - 4, W - R - 210, ly - 4, colour))
-            o.append('<text x="%d" y="%d">%s</text>' % (W - R - 205, ly, label))
+        if key == "new":
+            ys = Y(slice_share * 100)
+            o.append('<line x1="%.1f" y1="%.1f" x2="%d" y2="%.1f" stroke="#555" stroke-dasharray="2,3"/>'
+                     % (X(0), ys, W - R, ys))
+            o.append('<text x="%.1f" y="%.1f" fill="#555">pod 5\'s ring slice: %.1f%% of requests</text>'
+                     % (X(0) + 4, ys - 4, slice_share * 100))
     o.append("</svg>")
     with open(path, "w") as f:
         f.write("\n".join(x for x in o if x) + "\n")
@@ -749,7 +755,7 @@ def main():
     colours = {"without": "#d62728", "with": "#1f77b4"}
     labels = {"without": "without fadeIn", "with": "with fadeIn %s" % args.fade}
     svg_plot(os.path.join(args.out, "fadein.svg"),
-             [(labels[n], colours[n], results[n][2]) for n in runs], args, fade_s)
+             [(labels[n], colours[n], results[n][2]) for n in runs], args, fade_s, moved_mass)
     log("wrote %s/{%s,results.md,fadein.svg}" % (args.out, ",".join("%s.csv" % n for n in runs)))
 
 
