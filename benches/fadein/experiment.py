@@ -522,6 +522,8 @@ def svg_plot(path, series, args, fade_s, slice_share):
         step = nice_step(hi - lo)
         hi = lo + math.ceil((hi - lo) / step) * step
         Y = lambda v: bot - (v - lo) / (hi - lo) * (bot - top)
+        if key == "new":
+            title += " \u2014 dotted: its ring slice, %.1f%% of requests" % (slice_share * 100)
         o.append('<text x="%d" y="%d" font-weight="bold">%s</text>' % (L, top - 6, title))
         if fade_s and any(lbl.startswith("with ") for lbl, _, _ in series):
             o.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="#1f77b4" opacity="0.07"/>'
@@ -568,8 +570,6 @@ def svg_plot(path, series, args, fade_s, slice_share):
             ys = Y(slice_share * 100)
             o.append('<line x1="%.1f" y1="%.1f" x2="%d" y2="%.1f" stroke="#555" stroke-dasharray="2,3"/>'
                      % (X(0), ys, W - R, ys))
-            o.append('<text x="%.1f" y="%.1f" fill="#555">pod 5\'s ring slice: %.1f%% of requests</text>'
-                     % (X(0) + 4, ys - 4, slice_share * 100))
     o.append("</svg>")
     with open(path, "w") as f:
         f.write("\n".join(x for x in o if x) + "\n")
