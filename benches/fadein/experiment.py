@@ -4,7 +4,7 @@
 Run from the repository root (Python 3 standard library only):
 
     cargo build --release -p ringress
-    python3 benches/fadein/experiment.py                 # both runs, ~3.5 min
+    python3 benches/fadein/experiment.py                 # both runs, ~3 min
     python3 benches/fadein/experiment.py --only without  # a binary without fadeIn
 
 Five simulated pods (one asyncio process): each holds an LRU cache of --cache product ids; a hit
@@ -12,7 +12,7 @@ answers after --hit-ms, a miss waits for one of --db-concurrency slots of the po
 --miss-ms there, then caches the id. Responses carry x-backend and x-cache. Pods 1-4 start with
 the ids the 4-pod ring gives them already cached (`ringress ring`, hottest last), as after a long
 run; pod 5 starts empty. ringress routes GET /products/{id} to pods 1-4 by consistent hash of the
-id (bounded load, factor 2). An open-loop generator sends --rate requests/s, ids zipf(--skew) over
+id (bounded load, --balance-factor, default 2). An open-loop generator sends --rate requests/s, ids zipf(--skew) over
 --catalogue ids, the same sequence in every run; latency counts from each request's scheduled send
 time. After --warmup s the route file is replaced (atomic rename) with one listing pods 1-5 and the
 load goes on for --seconds s. The run is done without and with `fadeIn: {duration: --fade,
@@ -584,7 +584,8 @@ def fmt(v, spec):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--binary", default=os.path.join(REPO, "target/release/ringress"))
+    ap.add_argument("--binary", default=os.path.join(REPO, "target/release/ringress"),
+                    help="the ringress binary (default: target/release/ringress of this checkout)")
     ap.add_argument("--rate", type=int, default=400, help="requests per second (open loop)")
     ap.add_argument("--warmup", type=int, default=20, help="seconds with 4 pods before the scale-up")
     ap.add_argument("--seconds", type=int, default=60, help="seconds with 5 pods after the scale-up")
