@@ -2,14 +2,18 @@
 """Memory per idle keep-alive connection, HAProxy, NGINX and ringress side by side, and peak
 memory per request in flight. Run from a clone (apt-get install -y nginx-light haproxy wrk):
 
-    python3 benches/e2e/idle_memory.py                                  # ~5 min with the defaults
+    python3 benches/e2e/idle_memory.py                                  # ~4 min with the defaults
     python3 benches/e2e/idle_memory.py --n 1000 --targets ringress --no-wrk --inflight 0  # quick
 
 Setup: peers.py's (beside this file): four nginx backends serving a ~4 KB JSON on
 127.0.0.1:19001-19004, each proxy on 127.0.0.1:18080 with one worker pinned to CPU 1; this
 script, its client connections, wrk and the backends run on CPU 0. Only the connection limits of
 peers.py's configurations are raised here (HAProxy's global maxconn 4000 and NGINX's
-worker_connections 8192 are below the largest N); the script says so in its output.
+worker_connections 8192 are below the largest N), and RLIMIT_NOFILE as far as allowed; HAProxy
+needs two descriptors per connection and will not start with a maxconn the descriptor limit cannot
+cover, so its maxconn is capped by it (about 9,980 with a hard limit of 20,000). The output says
+what was changed. NGINX allocates its per-connection structures for every worker_connections slot
+at start; a measurement of that per slot (two fresh starts) is printed beside the table.
 
 Idle connections, for each target and each N of --n (the proxy started afresh for each):
   1. warm it up (wrk, 1 s, --wrk-conns connections), then wrk alone for --wrk-seconds
@@ -543,13 +547,17 @@ def markdown(a, argv, variants, notes, idle, inflight, binary_info):
             r["target"], r["n"], r["opened"], r["alive_end"], mib(r["rss_before"]),
             mib(r["rss_idle"]), fmt(r.get("kib_per_conn"), "%.2f"), mib(r["rss_after_close"]),
             fmt(wa and wa["rps"], "%.0f"), fmt(wi and wi["rps"], "%.0f"),
-            fmt(wa and wa["p99_ms"], "%.2f"), fmt(wi and wi["p99_ms"], "%.2f")))
+            fmt(wa["p99_ms"] if wa and wa["rps"] else None, "%.2f"),
+            fmt(wi["p99_ms"] if wi and wi["rps"] else None, "%.2f")))
     errs = ["%s N=%d: %s" % (r["target"], r["n"], r["open_errors"]) for r in idle
             if r.get("open_errors")]
     errs += ["%s N=%d: wrk errors alone %d, with idle %d" % (
         r["target"], r["n"], (r.get("wrk_alone") or {}).get("errors", 0),
         (r.get("wrk_idle") or {}).get("errors", 0)) for r in idle
         if (r.get("wrk_alone") or {}).get("errors") or (r.get("wrk_idle") or {}).get("errors")]
+    errs += ["%s N=%d: wrk got no response %s" % (r["target"], r["n"], w) for r in idle
+             for k, w in (("wrk_alone", "alone"), ("wrk_idle", "with the idle connections held"))
+             if not a.no_wrk and "error" not in r and not (r.get(k) or {}).get("rps")]
     errs += ["%s%s: %s" % (r["target"], " M=%d" % r["m"] if "m" in r else " N=%d" % r["n"],
                            r["exited"]) for r in idle + inflight if r.get("exited")]
     errs += ["%s M=%d: %s" % (r["target"], r["m"], r["open_errors"]) for r in inflight
@@ -649,6 +657,10 @@ def main():
     if not {0, 1} <= os.sched_getaffinity(0):
         sys.exit("idle_memory.py: needs CPUs 0 and 1 (client and backends on 0, the proxy on 1)")
     os.sched_setaffinity(0, {0})  # the client runs on CPU 0 with wrk and the backends
+    busy = [addr for addr in [peers.LISTEN] + ["127.0.0.1:%d" % p for p in peers.PORTS + [SLOW_PORT]]
+            if peers.wait_port(addr, timeout=0.1)]
+    if busy:
+        sys.exit("idle_memory.py: %s already in use (another bench running?)" % ", ".join(busy))
 
     biggest = max(ns + [a.inflight])
     # Connection limits: N idle + wrk + warm-up + upstream connections + slack. HAProxy wants
