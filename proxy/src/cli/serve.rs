@@ -81,6 +81,11 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
         // A current-thread runtime per worker: no cross-thread wake-ups per
         // request (measured: see BENCHMARKS.md).
         work_stealing,
+        // pingora's pipeline keeps idle upstream connections in one LRU of
+        // this size (default 128): below the concurrency of a busy proxy it
+        // closes and reopens connections under steady load, as the fast
+        // path's per-endpoint cap of 64 did (BENCHMARKS.md, issue 24).
+        upstream_keepalive_pool_size: 1024,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
