@@ -152,6 +152,15 @@ enum UpstreamError {
     ClientGone,
 }
 
+/// What the endpoint's response head decided.
+struct ClientHead {
+    status: u16,
+    framing: BodyFraming,
+    upstream_close: bool,
+    /// The client connection stays open after this response.
+    keep_client: bool,
+}
+
 /// What is left of a response body to forward.
 enum BodyLeft {
     Done,
@@ -561,27 +570,17 @@ impl Exchange<'_> {
             .await
     }
 
-    /// Writes the response head and passes the body through. Returns whether
-    /// the client connection stays open.
-    async fn forward_response(
-        &mut self,
-        client: &mut Stream,
+    /// Parses the endpoint's response head and writes the client's into
+    /// `out`. A plain function, so its header array lives on the stack, not in
+    /// the request's future.
+    fn client_head(
+        &self,
         out: &mut Vec<u8>,
-        upstream: &mut BytesMut,
-        timer: &mut LazyTimer,
-        answered: Answered,
-        addr: SocketAddr,
-    ) -> bool {
-        let Answered {
-            mut conn,
-            head_len,
-            fresh,
-        } = answered;
-        let rr = self.rr.expect("a routed exchange");
-        let timeout = rr.route.backend.timeouts.response;
+        head: &[u8],
+        rr: &RouteRuntime,
+    ) -> Result<ClientHead, ProxyError> {
         let mut headers = [const { MaybeUninit::uninit() }; MAX_RESPONSE_HEADERS];
         let mut resp = httparse::Response::new(&mut []);
-        let head = &upstream[..head_len];
         // pingora's response parser settings, so both paths take the same heads.
         let parsed = httparse::ParserConfig::default()
             .allow_spaces_after_header_name_in_responses(true)
@@ -589,7 +588,6 @@ impl Exchange<'_> {
             .parse_response_with_uninit_headers(&mut resp, head, &mut headers);
         let status = resp.code.unwrap_or(0);
         let head_request = self.req.method == "HEAD";
-        let bad = ProxyError::new(ErrorKind::BadResponse);
         let framing = match parsed {
             Ok(httparse::Status::Complete(_)) => {
                 response::check_status(status, false).and_then(|()| {
@@ -598,22 +596,10 @@ impl Exchange<'_> {
                         head_request,
                         resp.headers.iter().map(|h| (h.name, h.value)),
                     )
-                })
+                })?
             }
-            _ => Err(bad),
+            _ => return Err(ProxyError::new(ErrorKind::BadResponse)),
         };
-        let framing = match framing {
-            Ok(framing) => framing,
-            Err(error) => {
-                // A head that cannot be proxied counts against the endpoint like a
-                // broken connection, and a success only comes with a usable head.
-                if fresh {
-                    self.attempts.broke_before_head(rr);
-                }
-                return self.answer(client, out, error, true).await;
-            }
-        };
-        self.attempts.responded();
         let upstream_close = resp.version != Some(1)
             || resp.headers.iter().any(|h| {
                 h.name.eq_ignore_ascii_case("connection")
@@ -632,6 +618,50 @@ impl Exchange<'_> {
             rr,
             keep_client,
         );
+        Ok(ClientHead {
+            status,
+            framing,
+            upstream_close,
+            keep_client,
+        })
+    }
+
+    /// Writes the response head and passes the body through. Returns whether
+    /// the client connection stays open.
+    async fn forward_response(
+        &mut self,
+        client: &mut Stream,
+        out: &mut Vec<u8>,
+        upstream: &mut BytesMut,
+        timer: &mut LazyTimer,
+        answered: Answered,
+        addr: SocketAddr,
+    ) -> bool {
+        let Answered {
+            mut conn,
+            head_len,
+            fresh,
+        } = answered;
+        let rr = self.rr.expect("a routed exchange");
+        let timeout = rr.route.backend.timeouts.response;
+        let head = match self.client_head(out, &upstream[..head_len], rr) {
+            Ok(head) => head,
+            Err(error) => {
+                // A head that cannot be proxied counts against the endpoint like a
+                // broken connection, and a success only comes with a usable head.
+                if fresh {
+                    self.attempts.broke_before_head(rr);
+                }
+                return self.answer(client, out, error, true).await;
+            }
+        };
+        self.attempts.responded();
+        let ClientHead {
+            status,
+            framing,
+            upstream_close,
+            keep_client,
+        } = head;
         upstream.advance(head_len);
         // A response that fits the client's write buffer leaves in one write,
         // as HAProxy (MSG_MORE) and NGINX (buffering) send it: an endpoint that
