@@ -17,7 +17,7 @@ use ringress_ring::{hash_key, Algorithm, Change, Movement, NoExclusion, PickCont
 use serde_json::json;
 
 use crate::control::ingress::Ingress;
-use crate::data::table::now_ms;
+use crate::data::table::{now_ms, Pool, RouteRuntime, Runtime};
 
 /// Serves admin requests on `listener` until the process exits.
 pub async fn serve(listener: std::net::TcpListener, ingress: Arc<Ingress>) {
@@ -135,17 +135,9 @@ fn ring(ingress: &Ingress, query: &str) -> Response<Full<Bytes>> {
         );
     };
     let runtime = ingress.runtime();
-    let Some(rr) = runtime.route(&route) else {
-        return json_response(
-            StatusCode::NOT_FOUND,
-            json!({"error": format!("no route named {route:?}")}),
-        );
-    };
-    let Some(pool) = &rr.pool else {
-        return json_response(
-            StatusCode::BAD_REQUEST,
-            json!({"error": format!("route {route:?} answers by itself (status backend)")}),
-        );
+    let (rr, pool) = match balanced_route(&runtime, &route) {
+        Ok(found) => found,
+        Err((status, body)) => return json_response(status, body),
     };
     let ctx = PickContext {
         key_hash: hash_key(key.as_bytes()),
@@ -205,17 +197,9 @@ fn ring_change(ingress: &Ingress, query: &str) -> Response<Full<Bytes>> {
         }
     };
     let runtime = ingress.runtime();
-    let Some(rr) = runtime.route(&route) else {
-        return json_response(
-            StatusCode::NOT_FOUND,
-            json!({"error": format!("no route named {route:?}")}),
-        );
-    };
-    let Some(pool) = &rr.pool else {
-        return json_response(
-            StatusCode::BAD_REQUEST,
-            json!({"error": format!("route {route:?} answers by itself (status backend)")}),
-        );
+    let (_, pool) = match balanced_route(&runtime, &route) {
+        Ok(found) => found,
+        Err((status, body)) => return json_response(status, body),
     };
     let algorithm = pool.balancer.algorithm();
     if algorithm != Algorithm::ConsistentHash {
@@ -300,6 +284,26 @@ pub fn change_json(before: &[String], after: &[String], movement: &Movement) -> 
         "moved_fraction": movement.fraction(),
         "flows": flows,
     })
+}
+
+/// The route named `route` and its pool, or the status and body saying why not.
+fn balanced_route<'a>(
+    runtime: &'a Runtime,
+    route: &str,
+) -> Result<(&'a RouteRuntime, &'a Pool), (StatusCode, serde_json::Value)> {
+    let Some(rr) = runtime.route(route) else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            json!({"error": format!("no route named {route:?}")}),
+        ));
+    };
+    let Some(pool) = &rr.pool else {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            json!({"error": format!("route {route:?} answers by itself (status backend)")}),
+        ));
+    };
+    Ok((rr, pool))
 }
 
 fn percent_decode(s: &str) -> String {
