@@ -77,18 +77,7 @@ def log(msg):
 # ------------------------------------------------------------------ /proc
 
 def group_pids(pgid):
-    pids = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % pid) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:
-            pids.append(int(pid))
-    return pids
+    return [pid for pid, _ in peers.group_stats(pgid)]
 
 
 def status_kib(pid, key):

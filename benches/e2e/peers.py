@@ -212,9 +212,9 @@ def parse_wrk(out):
 CLK = os.sysconf("SC_CLK_TCK")
 
 
-def group_split(pgid):
-    """(user, system) CPU seconds of every live process in the process group."""
-    user = system = 0
+def group_stats(pgid):
+    """(pid, fields of /proc/PID/stat after the command) of every live process in the group."""
+    out = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -224,8 +224,16 @@ def group_split(pgid):
         except OSError:
             continue
         if int(fields[2]) == pgid:  # field 5 of stat: process group
-            user += int(fields[11])  # utime
-            system += int(fields[12])  # stime
+            out.append((int(pid), fields))
+    return out
+
+
+def group_split(pgid):
+    """(user, system) CPU seconds of every live process in the process group."""
+    user = system = 0
+    for _, fields in group_stats(pgid):
+        user += int(fields[11])  # utime
+        system += int(fields[12])  # stime
     return user / CLK, system / CLK
 
 
