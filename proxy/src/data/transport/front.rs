@@ -125,6 +125,7 @@ impl Front {
         let shutting_down = *shutdown.borrow();
         if let Some(fast) = &self.fast {
             let parsed = || watch.phase.store(PARSED, Relaxed);
+            watch.coalesce_writes.store(true, Relaxed);
             match fast.serve(&mut stream, conn, parsed, shutting_down).await? {
                 Outcome::KeepAlive => return Some(stream),
                 Outcome::Close => return None,
@@ -140,6 +141,7 @@ impl Front {
                 Ok(_) => watch.set_replay(conn.head.split().freeze()),
             }
         }
+        watch.coalesce_writes.store(false, Relaxed);
         let mut session = ServerSession::new_http1(stream);
         // As pingora does: no keep-alive once shutting down. The per-read idle
         // timeout pingora applies is only a backstop for `one_request`'s timer.
@@ -508,10 +510,11 @@ impl Guarded {
         total: usize,
     ) -> Poll<io::Result<usize>> {
         let held = self.pending.as_ref().map_or(0, |b| b.len());
-        if held > 0 && held + total > DOWNSTREAM_WRITE_BUFFER {
+        let coalesce = self.watch.coalesce_writes.load(Relaxed);
+        if held > 0 && (!coalesce || held + total > DOWNSTREAM_WRITE_BUFFER) {
             ready!(self.poll_drain(cx))?;
         }
-        if total >= DOWNSTREAM_WRITE_BUFFER {
+        if !coalesce || total >= DOWNSTREAM_WRITE_BUFFER {
             // Nothing is held now: a large write needs no copy.
             return Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         }
@@ -572,6 +575,9 @@ impl fmt::Debug for Guarded {
 #[async_trait]
 impl Shutdown for Guarded {
     async fn shutdown(&mut self) {
+        // What is buffered goes out first, as a buffered stream's shutdown
+        // does: pingora ends a response cut short upstream this way.
+        let _ = poll_fn(|cx| self.poll_drain(cx)).await;
         self.inner.shutdown().await
     }
 }
