@@ -108,8 +108,9 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
     );
     // No per-connection buffers in pingora's stream: they would live as long
     // as the connection (64 KiB + 16 KiB for every idle keep-alive client).
-    // Reads go straight into the request's buffer; writes are coalesced by the
-    // front door's pooled buffer, held only while a response is written.
+    // Reads go straight into the request's buffer; the fast path's writes are
+    // coalesced by the front door's pooled buffer, held only while a response
+    // is written.
     proxy.add_listener(
         ListenerConfig::tcp(settings.listen.as_str()).l4_buffer(L4BufferSettings::unbuffered()),
     );
