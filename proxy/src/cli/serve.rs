@@ -22,6 +22,7 @@ use crate::control::shutdown::DrainOnSignal;
 use crate::data::lifo::LifoConfig;
 use crate::data::transport::front::{Front, HeaderLimits};
 use crate::data::transport::pingora::Proxy;
+use crate::data::transport::DOWNSTREAM_WRITE_BUFFER;
 
 pub struct Settings {
     pub routes: PathBuf,
@@ -106,13 +107,15 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
             settings.screen,
         ),
     );
-    // No per-connection buffers in pingora's stream: they would live as long
-    // as the connection (64 KiB + 16 KiB for every idle keep-alive client).
-    // Reads go straight into the request's buffer; the fast path's writes are
-    // coalesced by the front door's pooled buffer, held only while a response
-    // is written.
+    // No read buffer in pingora's stream: it would live as long as the
+    // connection (64 KiB for every idle keep-alive client); reads go straight
+    // into the request's buffer. The write buffer stays: pingora's default
+    // 1460 bytes sends a response head and its body in separate syscalls, 16
+    // KiB coalesces them (tried: a pooled buffer per response instead; pingora
+    // can end a response cut short upstream without a flush, stranding it).
     proxy.add_listener(
-        ListenerConfig::tcp(settings.listen.as_str()).l4_buffer(L4BufferSettings::unbuffered()),
+        ListenerConfig::tcp(settings.listen.as_str())
+            .l4_buffer(L4BufferSettings::new(0, DOWNSTREAM_WRITE_BUFFER)),
     );
     server.add_service(proxy);
     server.add_service(background_service(

@@ -1,6 +1,6 @@
 //! Per-thread pools of I/O buffers, so buffers belong to requests in
 //! progress rather than to connections: an idle keep-alive connection holds
-//! none, and a busy thread reuses the same few instead of allocating.
+//! none of them, and a busy thread reuses the same few instead of allocating.
 use std::cell::RefCell;
 
 use bytes::BytesMut;
@@ -14,19 +14,14 @@ pub struct Pool {
     kind: usize,
 }
 
-/// Response bytes on their way to the client (the front door's write buffer).
-pub const WRITE: Pool = Pool {
-    capacity: super::DOWNSTREAM_WRITE_BUFFER,
-    kind: 0,
-};
 /// Bytes read from an endpoint by the fast path.
 pub const UPSTREAM: Pool = Pool {
     capacity: 16 * 1024,
-    kind: 1,
+    kind: 0,
 };
 
 thread_local! {
-    static FREE: RefCell<[Vec<BytesMut>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
+    static FREE: RefCell<[Vec<BytesMut>; 1]> = const { RefCell::new([Vec::new()]) };
 }
 
 impl Pool {

@@ -36,9 +36,6 @@ pub struct Watch {
     /// The current request's line failed `screen::request_line_ok`, as
     /// received (pingora escapes what its parser does not take).
     pub bad_request_line: AtomicBool,
-    /// The fast path is writing: small writes are coalesced until its flush.
-    /// pingora's pipeline writes through (it may end a response without one).
-    pub coalesce_writes: AtomicBool,
     /// Set while `replay` holds bytes the fast path read and handed to pingora.
     pub replaying: AtomicBool,
     replay: Mutex<Bytes>,

@@ -20,7 +20,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -40,14 +40,12 @@ use tokio::time::{Instant, Sleep};
 use crate::data::metrics::Reject;
 use crate::data::plane::DataPlane;
 use crate::data::policy::screen::Rules;
-use crate::data::transport::buffers;
 use crate::data::transport::conn_watch::{
     Watch, HEADER, IDLE, NO_REPLY, PARSED, TIMEOUT_REPLY, TOO_LARGE_REPLY, WATCH,
 };
 use crate::data::transport::fast_h1::{self, FastPath, Outcome};
 use crate::data::transport::pingora::Proxy;
 use crate::data::transport::request_end::RequestEnd;
-use crate::data::transport::DOWNSTREAM_WRITE_BUFFER;
 
 /// Limits on reading a request header.
 #[derive(Debug, Clone, Copy)]
@@ -125,7 +123,6 @@ impl Front {
         let shutting_down = *shutdown.borrow();
         if let Some(fast) = &self.fast {
             let parsed = || watch.phase.store(PARSED, Relaxed);
-            watch.coalesce_writes.store(true, Relaxed);
             match fast.serve(&mut stream, conn, parsed, shutting_down).await? {
                 Outcome::KeepAlive => return Some(stream),
                 Outcome::Close => return None,
@@ -141,7 +138,6 @@ impl Front {
                 Ok(_) => watch.set_replay(conn.head.split().freeze()),
             }
         }
-        watch.coalesce_writes.store(false, Relaxed);
         let mut session = ServerSession::new_http1(stream);
         // As pingora does: no keep-alive once shutting down. The per-read idle
         // timeout pingora applies is only a backstop for `one_request`'s timer.
@@ -264,8 +260,6 @@ impl ServerApp for Front {
             ahead: BytesMut::new(),
             client_eof: false,
             pipelined: false,
-            pending: None,
-            pending_at: 0,
         });
         WATCH
             .scope(Arc::clone(&watch), self.serve(stream, watch, shutdown))
@@ -297,12 +291,6 @@ struct Guarded {
     client_eof: bool,
     /// The current request was read ahead, behind another.
     pipelined: bool,
-    /// Response bytes not yet written to the client, coalesced so a head and
-    /// a small body leave in one write. Pooled: held from a response's first
-    /// write to its flush, so an idle connection holds no write buffer.
-    pending: Option<BytesMut>,
-    /// How much of `pending` is written.
-    pending_at: usize,
 }
 
 impl Guarded {
@@ -480,52 +468,6 @@ impl Guarded {
     }
 }
 
-impl Guarded {
-    /// Writes out what `pending` holds, then gives its buffer back.
-    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let Some(buf) = &self.pending else {
-            return Poll::Ready(Ok(()));
-        };
-        while self.pending_at < buf.len() {
-            match Pin::new(&mut self.inner).poll_write(cx, &buf[self.pending_at..]) {
-                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Poll::Ready(Ok(n)) => self.pending_at += n,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-        self.pending_at = 0;
-        if let Some(buf) = self.pending.take() {
-            buffers::WRITE.give(buf);
-        }
-        Poll::Ready(Ok(()))
-    }
-
-    /// Buffers `bufs` (`total` bytes) when they fit, else writes out what is
-    /// buffered and sends anything as large as the buffer straight through.
-    fn poll_buffered(
-        &mut self,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-        total: usize,
-    ) -> Poll<io::Result<usize>> {
-        let held = self.pending.as_ref().map_or(0, |b| b.len());
-        let coalesce = self.watch.coalesce_writes.load(Relaxed);
-        if held > 0 && (!coalesce || held + total > DOWNSTREAM_WRITE_BUFFER) {
-            ready!(self.poll_drain(cx))?;
-        }
-        if !coalesce || total >= DOWNSTREAM_WRITE_BUFFER {
-            // Nothing is held now: a large write needs no copy.
-            return Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        }
-        let buf = self.pending.get_or_insert_with(|| buffers::WRITE.take());
-        for b in bufs {
-            buf.extend_from_slice(b);
-        }
-        Poll::Ready(Ok(total))
-    }
-}
-
 impl AsyncWrite for Guarded {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -537,7 +479,7 @@ impl AsyncWrite for Guarded {
         if this.watch.phase.load(Relaxed) != PARSED {
             this.watch.answered_early.store(true, Relaxed);
         }
-        this.poll_buffered(cx, &[io::IoSlice::new(data)], data.len())
+        Pin::new(&mut this.inner).poll_write(cx, data)
     }
 
     fn poll_write_vectored(
@@ -545,24 +487,19 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let total = bufs.iter().map(|b| b.len()).sum();
-        self.get_mut().poll_buffered(cx, bufs, total)
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        true
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        ready!(this.poll_drain(cx))?;
-        Pin::new(&mut this.inner).poll_flush(cx)
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        ready!(this.poll_drain(cx))?;
-        Pin::new(&mut this.inner).poll_shutdown(cx)
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 
@@ -575,9 +512,6 @@ impl fmt::Debug for Guarded {
 #[async_trait]
 impl Shutdown for Guarded {
     async fn shutdown(&mut self) {
-        // What is buffered goes out first, as a buffered stream's shutdown
-        // does: pingora ends a response cut short upstream this way.
-        let _ = poll_fn(|cx| self.poll_drain(cx)).await;
         self.inner.shutdown().await
     }
 }

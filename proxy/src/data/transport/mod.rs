@@ -10,7 +10,6 @@ pub mod pingora;
 pub mod request_end;
 pub mod upstream_pool;
 
-/// Bytes of response coalesced before a write to the client (the front
-/// door's pooled write buffer): a response head and a body that fit leave in
-/// one syscall.
+/// Bytes of response buffered before a write to the client: pingora's
+/// default 1460 sends a response head and its body in separate syscalls.
 pub const DOWNSTREAM_WRITE_BUFFER: usize = 16 * 1024;
