@@ -27,7 +27,7 @@ pub use balancer::{
 };
 pub use choice::{PowerOfTwo, Random, RoundRobin, SplitMix64};
 pub use exclude::{Exclude, NoExclusion};
-pub use fade::{fade_draw, FadeIn};
+pub use fade::FadeIn;
 pub use hash::{hash_key, xxh64};
 pub use health::{pick_admitted, Health, HealthPolicy};
 pub use movement::{Change, ChangeError, Flow, Movement, KEY_SPACE};

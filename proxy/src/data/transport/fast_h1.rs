@@ -266,12 +266,12 @@ impl FastPath {
                 match permits {
                     Ok(_permits) => {
                         write_upstream_head(&mut conn.out, &req, rr);
-                        let mut upstream = buffers::UPSTREAM.take();
+                        let mut upstream = buffers::take_upstream();
                         let (out, timer) = (&mut conn.out, &mut conn.timer);
                         let keep = exchange
                             .run(stream, out, &mut upstream, timer, routed.key_hash)
                             .await;
-                        buffers::UPSTREAM.give(upstream);
+                        buffers::give_upstream(upstream);
                         keep
                     }
                     Err(error) => exchange.answer(stream, &mut conn.out, error, false).await,
