@@ -56,8 +56,9 @@ pub use error::{RouteError, RouteErrors};
 pub use request::{cookie, host_without_port, query_param, write_client_address, RequestParts};
 pub use source::RouteSource;
 pub use spec::{
-    Backend, BackendTarget, FadeInSpec, Filter, LifoGroupSpec, LifoSpec, MatchSpec,
-    PassiveHealthCheck, PortRef, Route, ServiceRef, Timeouts, DEFAULT_RETRIES, MAX_PARAMS,
+    Backend, BackendTarget, FadeInSpec, FileRef, Filter, LifoGroupSpec, LifoSpec, MatchSpec,
+    PassiveHealthCheck, PortRef, Protocol, Route, ServiceRef, Timeouts, UpstreamTls,
+    DEFAULT_RETRIES, MAX_PARAMS,
 };
 pub use table::{Match, RouteTable};
 pub use template::Template;

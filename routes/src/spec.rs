@@ -159,6 +159,87 @@ pub struct Backend {
         serialize_with = "health_check_or_false"
     )]
     pub passive_health_check: Option<PassiveHealthCheck>,
+    /// What the proxy speaks to the endpoints.
+    pub protocol: Protocol,
+    /// TLS settings for `https://` endpoints; `None`: the defaults (system
+    /// roots, the endpoint's host as server name, no client certificate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTls>,
+}
+
+/// `backend.protocol`: how the proxy talks to the endpoints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// HTTP/1.1, in plain text or over TLS as the endpoint URL says.
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge, in plain text (`http://`, `service`).
+    H2c,
+    /// HTTP/2 over TLS, agreed by ALPN (`https://` endpoints only).
+    H2,
+}
+
+impl Protocol {
+    pub const NAMES: &'static [&'static str] = &["http1", "h2c", "h2"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Http1 => "http1",
+            Protocol::H2c => "h2c",
+            Protocol::H2 => "h2",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Protocol> {
+        match name {
+            "http1" => Some(Protocol::Http1),
+            "h2c" => Some(Protocol::H2c),
+            "h2" => Some(Protocol::H2),
+            _ => None,
+        }
+    }
+
+    pub fn is_h2(self) -> bool {
+        self != Protocol::Http1
+    }
+}
+
+/// `backend.tls`: how the proxy checks and presents itself to `https://`
+/// endpoints. The routes crate reads no files: the proxy loads them when it
+/// builds the table and reports a bad one at the [`FileRef`]'s position.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamTls {
+    /// The name sent as SNI and checked against the certificate; default:
+    /// the endpoint's host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// PEM CA certificates to trust instead of the system roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<FileRef>,
+    /// PEM certificate chain (leaf first) and key for mutual TLS; both or neither.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<FileRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<FileRef>,
+    /// Accept any certificate (tests, self-signed endpoints).
+    pub insecure_skip_verify: bool,
+}
+
+/// A file named in the route file, with where it is named (1-based), so a
+/// file that fails to load is reported like any other route-file error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRef {
+    pub path: String,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Serialize for FileRef {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.path)
+    }
 }
 
 /// Ejection of endpoints that fail to connect repeatedly (see

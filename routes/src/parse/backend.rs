@@ -8,7 +8,8 @@ use crate::marks::Kind;
 use crate::marks::{Node, Scalar};
 use crate::reader::Reader;
 use crate::spec::{
-    Backend, BackendTarget, PassiveHealthCheck, PortRef, ServiceRef, Timeouts, DEFAULT_RETRIES,
+    Backend, BackendTarget, PassiveHealthCheck, PortRef, Protocol, ServiceRef, Timeouts,
+    DEFAULT_RETRIES,
 };
 use crate::validate;
 
@@ -20,6 +21,8 @@ const BACKEND_KEYS: &[&str] = &[
     "timeouts",
     "retries",
     "passiveHealthCheck",
+    "protocol",
+    "tls",
 ];
 const HEALTH_KEYS: &[&str] = &["consecutiveFailures", "ejectFor", "maxEjectFor"];
 const TARGETS: &[&str] = &["endpoints", "service", "status"];
@@ -98,13 +101,41 @@ pub(super) fn parse_backend(r: &mut Reader<'_>, node: &Node) -> Option<Backend> 
         },
         None => Some(PassiveHealthCheck::default()),
     };
+    let protocol = f
+        .get("protocol")
+        .map(|v| (v, super::upstream::protocol(r, v)));
+    let tls = f.entry("tls").map(|(k, v)| (k, super::upstream::tls(r, v)));
     let target = target?;
+    let protocol = match protocol {
+        Some((node, Some(p))) => {
+            ok &= super::upstream::check_protocol(r, node, p, &target);
+            p
+        }
+        Some((_, None)) => {
+            ok = false;
+            Protocol::default()
+        }
+        None => Protocol::default(),
+    };
+    let tls = match tls {
+        Some((key, Some(tls))) => {
+            ok &= super::upstream::check_tls(r, key, &target);
+            Some(tls)
+        }
+        Some((_, None)) => {
+            ok = false;
+            None
+        }
+        None => None,
+    };
     ok.then_some(Backend {
         target,
         algorithm,
         timeouts,
         retries,
         passive_health_check,
+        protocol,
+        tls,
     })
 }
 

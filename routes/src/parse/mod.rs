@@ -4,6 +4,7 @@
 mod backend;
 mod filters;
 mod match_section;
+mod upstream;
 
 use ringress_ring::{Algorithm, DEFAULT_BALANCE_FACTOR};
 
@@ -11,7 +12,7 @@ use crate::error::RouteError;
 use crate::marks::{self, Kind, Node, Pos, Scalar};
 use crate::reader::Reader;
 use crate::spec::{
-    Backend, BackendTarget, Filter, PassiveHealthCheck, Route, Timeouts, DEFAULT_RETRIES,
+    Backend, BackendTarget, Filter, PassiveHealthCheck, Protocol, Route, Timeouts, DEFAULT_RETRIES,
 };
 use crate::validate::{self, Outline};
 
@@ -128,6 +129,8 @@ fn parse_route(r: &mut Reader<'_>, node: &Node) -> (Option<Route>, Outline) {
             timeouts: Timeouts::default(),
             retries: DEFAULT_RETRIES,
             passive_health_check: Some(PassiveHealthCheck::default()),
+            protocol: Protocol::default(),
+            tls: None,
         },
         balance_factor: DEFAULT_BALANCE_FACTOR,
         lifo: None,
