@@ -69,7 +69,7 @@ fn decision(c: &mut Criterion) {
         ("consistent_hash_fade_in", "      - fadeIn: 30s\n"),
     ] {
         let table = RouteTable::parse("bench.yaml", &routes(extra)).expect("valid routes");
-        let ingress = Ingress::new("bench.yaml", table, false, None);
+        let ingress = Ingress::new("bench.yaml", table, false, None).expect("no TLS files");
         let plane = &ingress.data;
         let paths: Vec<String> = (0..1024).map(|i| format!("/products/{i}")).collect();
         let mut i = 0usize;

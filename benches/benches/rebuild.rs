@@ -84,7 +84,7 @@ fn ingress(routes: usize) -> std::sync::Arc<Ingress> {
         );
     }
     let table = RouteTable::parse("bench.yaml", &y).expect("generated routes are valid");
-    let ingress = Ingress::new("bench.yaml", table, false, None);
+    let ingress = Ingress::new("bench.yaml", table, false, None).expect("no TLS files");
     for i in 1..routes {
         ingress.set_service_endpoints(
             &service(i),

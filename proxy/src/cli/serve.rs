@@ -61,7 +61,8 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
     let text = std::fs::read_to_string(&settings.routes)
         .map_err(|e| StartError(format!("{origin}: {e}")))?;
     let table = RouteTable::parse(&origin, &text).map_err(|e| StartError(e.to_string()))?;
-    let ingress = Ingress::new(&origin, table, settings.access_log, settings.listener_limit);
+    let ingress = Ingress::new(&origin, table, settings.access_log, settings.listener_limit)
+        .map_err(|e| StartError(e.to_string()))?;
 
     // pingora binds inside `run` and only logs a failure there; check first so
     // a busy port is a clear start-up error.

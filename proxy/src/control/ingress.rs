@@ -11,6 +11,7 @@ use ringress_routes::{BackendTarget, RouteErrors, RouteSource, RouteTable, Servi
 
 use crate::control::resolve::Resolved;
 use crate::control::table_build::{build_runtime, Discovered, Queues, ServiceEndpoints};
+use crate::control::upstream_tls::TlsFiles;
 use crate::data::lifo::{LifoConfig, LifoMetrics, LifoQueue};
 use crate::data::metrics::{Metrics, ScrapeGauge};
 use crate::data::plane::DataPlane;
@@ -35,6 +36,8 @@ pub struct Ingress {
     /// Addresses of the endpoint names in the route file, looked up before
     /// each rebuild (never under `rebuild`, never on a runtime thread).
     resolved: Mutex<Arc<Resolved>>,
+    /// The TLS files the table in force names, loaded with it.
+    tls_files: Mutex<Arc<TlsFiles>>,
     /// Serialises rebuilds so the last change always wins.
     rebuild: Mutex<()>,
     service_watch: OnceLock<Arc<dyn ServiceWatch>>,
@@ -42,12 +45,15 @@ pub struct Ingress {
 }
 
 impl Ingress {
+    /// Fails when a file the table's `backend.tls` names cannot be used.
     pub fn new(
         origin: &str,
         table: RouteTable,
         access_log: bool,
         listener_limit: Option<LifoConfig>,
-    ) -> Arc<Self> {
+    ) -> Result<Arc<Self>, RouteErrors> {
+        // Start-up: no runtime runs yet, blocking reads are fine here.
+        let tls_files = Arc::new(TlsFiles::load(origin, &table)?);
         let metrics = Metrics::new();
         let lifo_metrics =
             LifoMetrics::new(metrics.registry()).expect("lifo metrics register once");
@@ -64,6 +70,7 @@ impl Ingress {
             // The first table's endpoints were there from the start: nothing
             // to fade in from.
             arrival: &|_: &str| 0,
+            tls: &tls_files,
         };
         let runtime = build_runtime(
             Arc::clone(&table),
@@ -84,13 +91,14 @@ impl Ingress {
             services: Mutex::new(ServiceEndpoints::new()),
             ready_since: Mutex::default(),
             resolved: Mutex::new(resolved),
+            tls_files: Mutex::new(tls_files),
             rebuild: Mutex::new(()),
             service_watch: OnceLock::new(),
             draining: AtomicBool::new(false),
         });
         ingress.metrics().reloads.inc();
         ingress.register_scrape_gauges();
-        ingress
+        Ok(ingress)
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -107,12 +115,19 @@ impl Ingress {
         self.source.generation()
     }
 
-    /// Compiles a new route file text and puts it in force; on errors the
-    /// previous table stays and the failure is counted. Looks up endpoint
-    /// names (blocking): call it off the runtime threads (`spawn_blocking`).
+    /// Compiles a new route file text and puts it in force; on errors (in
+    /// the text or in a TLS file it names) the previous table stays and the
+    /// failure is counted. Reads TLS files and looks up endpoint names
+    /// (blocking): call it off the runtime threads (`spawn_blocking`).
     pub fn reload(&self, text: &str) -> Result<(), RouteErrors> {
-        match self.source.reload(text) {
-            Ok(table) => {
+        let origin = self.source.origin();
+        let compiled = RouteTable::parse(origin, text)
+            .and_then(|table| Ok((TlsFiles::load(origin, &table)?, table)));
+        match compiled {
+            Ok((tls_files, table)) => {
+                let table = Arc::new(table);
+                self.source.publish(Arc::clone(&table));
+                *self.tls_files.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(tls_files);
                 self.metrics().reloads.inc();
                 let previous = Arc::clone(&self.resolved.lock().unwrap_or_else(|e| e.into_inner()));
                 let resolved = Arc::new(Resolved::lookup(&table, Some(&previous)));
@@ -188,6 +203,9 @@ impl Ingress {
     fn rebuild_with(&self, table: Option<Arc<RouteTable>>) {
         let resolved = Arc::clone(&self.resolved.lock().unwrap_or_else(|e| e.into_inner()));
         let _serial = self.rebuild.lock().unwrap_or_else(|e| e.into_inner());
+        // Under the rebuild lock: a reload stores its files before it
+        // rebuilds, so a table is never built with older files than its own.
+        let tls_files = Arc::clone(&self.tls_files.lock().unwrap_or_else(|e| e.into_inner()));
         let previous = self.runtime();
         let table = table.unwrap_or_else(|| Arc::clone(&previous.table));
         let services = self
@@ -208,6 +226,7 @@ impl Ingress {
         let discovered = Discovered {
             services: &services,
             arrival: &arrival,
+            tls: &tls_files,
         };
         let next = build_runtime(
             Arc::clone(&table),

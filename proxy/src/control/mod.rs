@@ -8,3 +8,4 @@ pub mod resolve;
 pub mod route_file;
 pub mod shutdown;
 pub mod table_build;
+pub mod upstream_tls;

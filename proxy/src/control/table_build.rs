@@ -7,6 +7,7 @@ use ringress_ring::{build, Algorithm, Registry};
 use ringress_routes::{BackendTarget, RouteTable, ServiceRef};
 
 use crate::control::resolve::{EndpointTarget, Resolved};
+use crate::control::upstream_tls::TlsFiles;
 use crate::data::lifo::{LifoConfig, LifoMetrics, LifoQueue, LifoRegistry};
 use crate::data::metrics::Metrics;
 use crate::data::table::{Pool, RouteRuntime, Runtime, Upstream};
@@ -16,12 +17,14 @@ use crate::data::table::{Pool, RouteRuntime, Runtime, Upstream};
 pub type ServiceEndpoints = HashMap<ServiceRef, Vec<String>>;
 
 /// What the build knows of endpoints beyond the route table: the Services'
-/// endpoint lists, and when an address new to the registry became ready
-/// (the data plane's ms clock; 0 for "from the start").
+/// endpoint lists, when an address new to the registry became ready
+/// (the data plane's ms clock; 0 for "from the start"), and the routes' TLS
+/// files, loaded with the route file.
 #[derive(Clone, Copy)]
 pub struct Discovered<'a> {
     pub services: &'a ServiceEndpoints,
     pub arrival: &'a dyn Fn(&str) -> u64,
+    pub tls: &'a TlsFiles,
 }
 
 /// Admission queues, kept by name across route-table reloads so waiters
@@ -93,7 +96,11 @@ pub fn build_runtime(
     queues: &Queues,
     resolved: &Resolved,
 ) -> Runtime {
-    let Discovered { services, arrival } = discovered;
+    let Discovered {
+        services,
+        arrival,
+        tls,
+    } = discovered;
     let mut route_queues = queues.resolve(&table).into_iter();
     let mut reusable: HashMap<(Algorithm, u64, &[String]), &Arc<Pool>> = HashMap::new();
     for rt in &previous.routes {
@@ -132,8 +139,13 @@ pub fn build_runtime(
                 )),
             }
         });
+        let tls_endpoints = pool
+            .as_ref()
+            .is_some_and(|p| p.upstreams.iter().any(|u| u.tls));
         routes.push(RouteRuntime {
             route: Arc::clone(route),
+            not_plain_http1: tls_endpoints || backend.protocol.is_h2(),
+            tls: tls.get(&route.name).cloned(),
             queues: route_queues.next().unwrap_or_default(),
             pool,
             metrics: metrics.route(&route.name),
@@ -163,7 +175,6 @@ fn new_pool(
         .collect();
     Pool {
         balancer: build(algorithm, endpoints, factor),
-        any_tls: upstreams.iter().any(|u| u.tls),
         upstreams,
         addrs: addrs.to_vec(),
         factor_bits: factor.to_bits(),

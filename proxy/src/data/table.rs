@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use pingora::protocols::tls::CaType;
+use pingora::utils::tls::CertKey;
 use prometheus::{Histogram, IntCounter};
 use ringress_ring::{Balancer, FadeIn, HealthPolicy, Soft};
 use ringress_routes::{Route, RouteTable};
@@ -41,15 +43,33 @@ pub fn ms_since_start(at: Instant) -> u64 {
 pub struct Pool {
     pub balancer: Arc<dyn Balancer>,
     pub upstreams: Vec<Upstream>,
-    /// Some endpoint speaks TLS (the fast path then leaves the route to pingora).
-    pub any_tls: bool,
     /// The endpoint list it was built from, to recognise it on the next build.
     pub addrs: Vec<String>,
     pub factor_bits: u64,
 }
 
+/// How the proxy checks `https://` endpoints and presents itself to them:
+/// loaded from the route's `backend.tls` files when the table is built, so a
+/// request only clones `Arc`s into pingora's peer.
+#[derive(Default)]
+pub struct TlsClient {
+    /// SNI and the name the certificate must hold; `None`: the endpoint's host.
+    pub server_name: Option<String>,
+    /// Trusted CAs; `None`: pingora's connector's roots (the system's).
+    pub ca: Option<Arc<CaType>>,
+    /// Certificate chain and key for mutual TLS.
+    pub client_cert_key: Option<Arc<CertKey>>,
+    /// `false` with `insecureSkipVerify: true`.
+    pub verify: bool,
+}
+
 pub struct RouteRuntime {
     pub route: Arc<Route>,
+    /// The route's endpoints speak something other than plain HTTP/1 (TLS or
+    /// HTTP/2): the fast path, which speaks only that, leaves it to pingora.
+    pub not_plain_http1: bool,
+    /// The route's `backend.tls`, loaded; `None`: the defaults.
+    pub tls: Option<Arc<TlsClient>>,
     /// LIFO admission queues a request must pass, in order.
     pub queues: Vec<Arc<LifoQueue>>,
     /// `None` for `status` backends.

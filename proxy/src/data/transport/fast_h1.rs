@@ -236,11 +236,7 @@ impl FastPath {
         let runtime = self.plane.runtime();
         let routed = routing::route(&runtime, &req);
         if let Ok(routed) = routed {
-            let tls = runtime.routes[routed.route]
-                .pool
-                .as_ref()
-                .is_some_and(|p| p.any_tls);
-            if tls {
+            if runtime.routes[routed.route].not_plain_http1 {
                 return Some(Outcome::Fallback);
             }
         }

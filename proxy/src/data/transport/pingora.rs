@@ -28,6 +28,11 @@ use crate::data::policy::screen::{self, has_content_length, Rules};
 use crate::data::table::{RouteRuntime, Runtime};
 use crate::data::transport::conn_watch;
 
+/// Streams one HTTP/2 connection to an endpoint carries at once (pingora's
+/// default is 1: a connection per request). pingora opens another connection
+/// past it; the endpoint's own `SETTINGS_MAX_CONCURRENT_STREAMS` still applies.
+const H2_STREAMS_PER_CONNECTION: usize = 100;
+
 pub struct Proxy {
     plane: Arc<DataPlane>,
     /// `--max-request-body` and `--strict-paths`.
@@ -392,9 +397,11 @@ impl ProxyHttp for Proxy {
         ctx.upstream_responded = false;
         ctx.interim = 0;
         let upstream = &rr.pool.as_ref().expect("routed to a pool").upstreams[candidate.index];
-        let sni = match candidate.tls {
-            true => upstream.sni.clone(),
-            false => String::new(),
+        let tls = rr.tls.as_deref().filter(|_| candidate.tls);
+        let sni = match (candidate.tls, tls.and_then(|t| t.server_name.as_ref())) {
+            (true, Some(name)) => name.clone(),
+            (true, None) => upstream.sni.clone(),
+            (false, _) => String::new(),
         };
         ctx.endpoint = Some((candidate.index, candidate.addr));
         let mut peer = HttpPeer::new(candidate.addr, candidate.tls, sni);
@@ -402,6 +409,19 @@ impl ProxyHttp for Proxy {
         peer.options.connection_timeout = Some(timeouts.connect);
         peer.options.read_timeout = Some(timeouts.response);
         peer.options.write_timeout = Some(timeouts.response);
+        if rr.route.backend.protocol.is_h2() {
+            // h2 by ALPN over TLS; h2c with prior knowledge in plain text
+            // (pingora's choice when HTTP/1 is not allowed and there is no TLS).
+            peer.options.set_http_version(2, 2);
+            peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
+        }
+        if let Some(tls) = tls {
+            // `Arc` clones: the files were read when the table was built.
+            peer.options.ca = tls.ca.clone();
+            peer.client_cert_key = tls.client_cert_key.clone();
+            peer.options.verify_cert = tls.verify;
+            peer.options.verify_hostname = tls.verify;
+        }
         Ok(Box::new(peer))
     }
 

@@ -1,0 +1,162 @@
+//! The files a route file's `backend.tls` sections name (CA certificates,
+//! client certificate and key), read and checked when the route file is
+//! loaded: never per request or per connection. A file that cannot be used is
+//! a route-file error at the position that names it, so a reload with one
+//! keeps the previous table. Called at start-up and from the reload's
+//! blocking thread (`control/route_file.rs`): never on a runtime thread.
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use pingora::protocols::tls::CaType;
+use pingora::utils::tls::{parse_x509, CertKey, WrappedX509};
+use ringress_routes::{FileRef, RouteError, RouteErrors, RouteTable, UpstreamTls};
+use rustls::RootCertStore;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::data::table::TlsClient;
+
+/// The loaded `backend.tls` of each route that has one, by route name.
+#[derive(Default)]
+pub struct TlsFiles {
+    by_route: HashMap<String, Arc<TlsClient>>,
+}
+
+impl TlsFiles {
+    /// Loads every route's TLS files; relative paths are relative to the
+    /// route file's directory (`origin`). Every bad file is reported.
+    pub fn load(origin: &str, table: &RouteTable) -> Result<TlsFiles, RouteErrors> {
+        let base = Path::new(origin).parent().unwrap_or(Path::new(""));
+        let mut by_route = HashMap::new();
+        let mut errors = Vec::new();
+        for route in table.routes() {
+            let Some(spec) = &route.backend.tls else {
+                continue;
+            };
+            let mut fail = |file: &FileRef, message: String| {
+                errors.push(RouteError {
+                    file: origin.to_owned(),
+                    line: file.line,
+                    column: file.column,
+                    route: Some(route.name.clone()),
+                    message,
+                })
+            };
+            if let Some(client) = load_one(spec, base, &mut fail) {
+                by_route.insert(route.name.clone(), Arc::new(client));
+            }
+        }
+        match errors.is_empty() {
+            true => Ok(TlsFiles { by_route }),
+            false => {
+                errors.sort_by_key(|e| (e.line, e.column));
+                Err(RouteErrors(errors))
+            }
+        }
+    }
+
+    pub fn get(&self, route: &str) -> Option<&Arc<TlsClient>> {
+        self.by_route.get(route)
+    }
+}
+
+fn load_one(
+    spec: &UpstreamTls,
+    base: &Path,
+    fail: &mut impl FnMut(&FileRef, String),
+) -> Option<TlsClient> {
+    let mut ok = true;
+    let ca = spec.ca.as_ref().and_then(|file| {
+        let loaded = load_ca(&resolve(base, &file.path));
+        loaded
+            .map_err(|why| fail(file, format!("backend.tls.ca {:?}: {why}", file.path)))
+            .map_err(|()| ok = false)
+            .ok()
+    });
+    let client_cert_key = match (&spec.client_certificate, &spec.client_key) {
+        (Some(cert), Some(key)) => {
+            match load_cert_key(&resolve(base, &cert.path), &resolve(base, &key.path)) {
+                Ok(pair) => Some(pair),
+                Err((which, why)) => {
+                    let (file, name) = match which {
+                        Which::Certificate => (cert, "clientCertificate"),
+                        Which::Key => (key, "clientKey"),
+                    };
+                    fail(file, format!("backend.tls.{name} {:?}: {why}", file.path));
+                    ok = false;
+                    None
+                }
+            }
+        }
+        // The routes crate requires both or neither.
+        _ => None,
+    };
+    ok.then(|| TlsClient {
+        server_name: spec.server_name.clone(),
+        ca,
+        client_cert_key,
+        verify: !spec.insecure_skip_verify,
+    })
+}
+
+fn resolve(base: &Path, path: &str) -> PathBuf {
+    base.join(path)
+}
+
+/// Every certificate in a PEM file, each checked as pingora's connector
+/// will use it (a trust anchor for rustls; `parse_x509` panics on bad DER).
+fn load_ca(path: &Path) -> Result<Arc<CaType>, String> {
+    let certs = read_certificates(path)?;
+    let mut store = RootCertStore::empty();
+    for cert in &certs {
+        store
+            .add(cert.clone())
+            .map_err(|e| format!("not a usable CA certificate: {e}"))?;
+    }
+    let wrapped: Vec<WrappedX509> = certs
+        .into_iter()
+        .map(|c| WrappedX509::new(c.as_ref().to_vec(), parse_x509))
+        .collect();
+    Ok(Arc::from(wrapped))
+}
+
+fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let text = std::fs::read(path).map_err(|e| e.to_string())?;
+    let certs = CertificateDer::pem_slice_iter(&text)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("bad PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err("no PEM certificate in it".into());
+    }
+    for cert in &certs {
+        x509_parser::parse_x509_certificate(cert.as_ref())
+            .map_err(|e| format!("bad certificate: {e}"))?;
+    }
+    Ok(certs)
+}
+
+enum Which {
+    Certificate,
+    Key,
+}
+
+/// The client certificate chain and its key, checked as rustls will use them
+/// (pingora unwraps the key's conversion per connection: checked here once).
+fn load_cert_key(cert: &Path, key: &Path) -> Result<Arc<CertKey>, (Which, String)> {
+    let certs = read_certificates(cert).map_err(|why| (Which::Certificate, why))?;
+    let key_text = std::fs::read(key).map_err(|e| (Which::Key, e.to_string()))?;
+    let key_der = PrivateKeyDer::from_pem_slice(&key_text)
+        .map_err(|e| (Which::Key, format!("no PEM private key: {e}")))?;
+    let raw_key = key_der.secret_der().to_vec();
+    PrivateKeyDer::try_from(raw_key.clone()).map_err(|e| (Which::Key, e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| (Which::Key, e.to_string()))?
+        .with_root_certificates(RootCertStore::empty())
+        .with_client_auth_cert(certs.clone(), key_der)
+        .map_err(|e| (Which::Key, format!("does not fit the certificate: {e}")))?;
+    let chain = certs.into_iter().map(|c| c.as_ref().to_vec()).collect();
+    Ok(Arc::new(CertKey::new(chain, raw_key)))
+}
