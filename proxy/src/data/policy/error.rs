@@ -161,6 +161,68 @@ impl ProxyError {
     }
 }
 
+/// gRPC status codes the proxy answers with (the gRPC `Code` numbers).
+pub mod grpc_code {
+    pub const OK: u8 = 0;
+    pub const INVALID_ARGUMENT: u8 = 3;
+    pub const DEADLINE_EXCEEDED: u8 = 4;
+    pub const PERMISSION_DENIED: u8 = 7;
+    pub const RESOURCE_EXHAUSTED: u8 = 8;
+    pub const UNIMPLEMENTED: u8 = 12;
+    pub const INTERNAL: u8 = 13;
+    pub const UNAVAILABLE: u8 = 14;
+    pub const UNAUTHENTICATED: u8 = 16;
+}
+
+/// The proxy's answer to a gRPC request (`content-type: application/grpc…`):
+/// HTTP 200 and no body, the outcome in `grpc-status` and `grpc-message` as a
+/// trailers-only response, which gRPC clients read as the call's status
+/// (another status would be a protocol error to them). Metrics and the
+/// access log still record [`Answer::status`], the HTTP status the proxy
+/// decided (a 502 is counted as a 5xx), not the 200 on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrpcAnswer {
+    /// The `grpc-status` code.
+    pub code: u8,
+    /// The `grpc-message`: the answer's one line, without its line break
+    /// (plain ASCII, so it needs no percent-encoding).
+    pub message: &'static str,
+}
+
+/// Whether a request's `content-type` makes it a gRPC call
+/// (`application/grpc`, `application/grpc+proto`, `application/grpc-web`…).
+#[inline]
+pub fn is_grpc(content_type: &[u8]) -> bool {
+    const GRPC: &[u8] = b"application/grpc";
+    content_type.len() >= GRPC.len() && content_type[..GRPC.len()].eq_ignore_ascii_case(GRPC)
+}
+
+impl Answer {
+    /// The gRPC form of this answer. The code follows the HTTP status: the
+    /// endpoint or capacity is missing (502, 503: `UNAVAILABLE`, which
+    /// clients may retry), time ran out (504, 408), nothing serves the
+    /// method (404), a limit (429, 413, 431), a bad request (400); the rest
+    /// is `INTERNAL`.
+    pub fn grpc(&self) -> GrpcAnswer {
+        use grpc_code::*;
+        let code = match self.status {
+            200..=299 => OK,
+            400 => INVALID_ARGUMENT,
+            401 => UNAUTHENTICATED,
+            403 => PERMISSION_DENIED,
+            404 => UNIMPLEMENTED,
+            408 | 504 => DEADLINE_EXCEEDED,
+            413 | 429 | 431 => RESOURCE_EXHAUSTED,
+            502 | 503 => UNAVAILABLE,
+            _ => INTERNAL,
+        };
+        GrpcAnswer {
+            code,
+            message: self.body.trim_end(),
+        }
+    }
+}
+
 /// The body of a `status` route's answer.
 fn status_line(status: u16) -> &'static str {
     match status {
@@ -200,5 +262,53 @@ mod tests {
         );
         assert_eq!(ProxyError::new(ErrorKind::ClientGone).answer().status, 0);
         assert_eq!(ProxyError::new(ErrorKind::AllFailed).side(), Side::Upstream);
+    }
+
+    #[test]
+    fn grpc_requests_get_a_grpc_status_for_each_answer() {
+        use grpc_code::*;
+        let grpc = |kind| ProxyError::new(kind).answer().grpc();
+        let cases = [
+            (ErrorKind::AllFailed, UNAVAILABLE, "all endpoints failed"),
+            (ErrorKind::UpstreamBroken, UNAVAILABLE, "upstream error"),
+            (ErrorKind::NoEndpoints, UNAVAILABLE, "no endpoints"),
+            (ErrorKind::QueueFull, UNAVAILABLE, "queue full"),
+            (
+                ErrorKind::UpstreamTimeout,
+                DEADLINE_EXCEEDED,
+                "upstream timeout",
+            ),
+            (ErrorKind::NoRoute, UNIMPLEMENTED, "no route"),
+            (
+                ErrorKind::StatusRoute(429),
+                RESOURCE_EXHAUSTED,
+                "too many requests",
+            ),
+            (
+                ErrorKind::Rejected(Reject::BodyTooLarge),
+                RESOURCE_EXHAUSTED,
+                "request body too large",
+            ),
+            (
+                ErrorKind::Rejected(Reject::BadPath),
+                INVALID_ARGUMENT,
+                "bad path",
+            ),
+            (ErrorKind::Internal, INTERNAL, "internal error"),
+            (ErrorKind::StatusRoute(418), INTERNAL, ""),
+            (ErrorKind::StatusRoute(204), OK, ""),
+        ];
+        for (kind, code, message) in cases {
+            assert_eq!(grpc(kind), GrpcAnswer { code, message }, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn grpc_is_recognised_by_content_type_prefix() {
+        assert!(is_grpc(b"application/grpc"));
+        assert!(is_grpc(b"application/grpc+proto"));
+        assert!(is_grpc(b"Application/GRPC-web"));
+        assert!(!is_grpc(b"application/json"));
+        assert!(!is_grpc(b"application/grp"));
     }
 }

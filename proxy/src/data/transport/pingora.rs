@@ -19,7 +19,7 @@ use ringress_routes::RequestParts;
 use crate::data::metrics::Reject;
 use crate::data::plane::{ActiveRequest, DataPlane};
 use crate::data::policy::attempts::Attempts;
-use crate::data::policy::error::{Answer, ErrorKind, ProxyError};
+use crate::data::policy::error::{is_grpc, Answer, ErrorKind, ProxyError};
 use crate::data::policy::headers::{self, ConnectionNames, Forwarded, IpText};
 use crate::data::policy::record::{self, Finished};
 use crate::data::policy::response::{self, BodyFraming, MAX_INTERIM_RESPONSES};
@@ -117,7 +117,16 @@ impl Proxy {
             close: answer.close || close,
             ..answer
         };
-        write_answer(session, &answer).await.is_ok() && !answer.close
+        let grpc = session
+            .req_header()
+            .headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| is_grpc(v.as_bytes()));
+        let written = match grpc {
+            true => write_grpc_answer(session, &answer).await,
+            false => write_answer(session, &answer).await,
+        };
+        written.is_ok() && !answer.close
     }
 }
 
@@ -229,6 +238,26 @@ async fn write_answer(session: &mut Session, answer: &Answer) -> Result<()> {
             .await?;
     }
     Ok(())
+}
+
+/// The core's answer as a gRPC client reads it ([`Answer::grpc`]): a
+/// trailers-only response, HTTP 200 with `grpc-status` and `grpc-message` and
+/// no body (one HEADERS frame ending the stream on HTTP/2).
+async fn write_grpc_answer(session: &mut Session, answer: &Answer) -> Result<()> {
+    let grpc = answer.grpc();
+    let mut resp = ResponseHeader::build(200, Some(4))?;
+    resp.insert_header(header::CONTENT_TYPE, "application/grpc")?;
+    resp.insert_header("grpc-status", u16::from(grpc.code))?;
+    if !grpc.message.is_empty() {
+        resp.insert_header("grpc-message", grpc.message)?;
+    }
+    if !session.as_downstream().is_http2() {
+        resp.insert_header(header::CONTENT_LENGTH, 0)?;
+    }
+    if answer.close {
+        session.as_downstream_mut().set_keepalive(None);
+    }
+    session.write_response_header(Box::new(resp), true).await
 }
 
 /// The error pingora reports, in the core's terms, when the core did not
@@ -505,6 +534,15 @@ impl ProxyHttp for Proxy {
         let dropped = fields_to_drop(&upstream.headers, |name, connection| {
             headers::drop_upstream(name, connection, route_headers, ctx.upgrade)
         });
+        // `TE: trailers` is the one TE an HTTP/2 request may carry (RFC 9113
+        // §8.2.2), and gRPC servers may require it: hop-by-hop, it is dropped
+        // below and set again for HTTP/2 endpoints when the client sent it.
+        let te_trailers = rr.route.backend.protocol.is_h2()
+            && upstream.headers.get_all(header::TE).iter().any(|v| {
+                v.as_bytes()
+                    .split(|&b| b == b',')
+                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+            });
         let prior_for = upstream.headers.get("x-forwarded-for").cloned();
         let host = upstream.headers.get(header::HOST).cloned();
         if host.is_none() {
@@ -541,6 +579,9 @@ impl ProxyHttp for Proxy {
         }
         if ctx.upgrade {
             upstream.insert_header(header::CONNECTION, "upgrade")?;
+        }
+        if te_trailers {
+            upstream.insert_header(header::TE, "trailers")?;
         }
         Ok(())
     }
@@ -702,6 +743,9 @@ impl ProxyHttp for Proxy {
         let cut = e.is_some() && ctx.answered.is_none();
         let status = match session.response_written() {
             _ if cut => 0,
+            // The status the proxy decided, also when a gRPC answer carried
+            // it as `grpc-status` under HTTP 200.
+            _ if ctx.answered.is_some() => ctx.answered.unwrap_or(0),
             Some(r) if !r.status.is_informational() || r.status == 101 => r.status.as_u16(),
             _ => ctx.answered.unwrap_or(0),
         };
