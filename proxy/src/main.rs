@@ -75,6 +75,28 @@ fn serve(args: ringress::cli::ServeArgs) -> ExitCode {
             strict_paths: args.strict_paths,
         },
         fast_path: args.fast_path,
+        tls: match args.tls_listen {
+            Some(listen) => {
+                if args.tls_cert.len() != args.tls_key.len() {
+                    eprintln!(
+                        "ringress: --tls-cert and --tls-key come in pairs: {} certificate(s), {} key(s)",
+                        args.tls_cert.len(),
+                        args.tls_key.len()
+                    );
+                    return ExitCode::from(2);
+                }
+                Some(serve::TlsListener {
+                    listen,
+                    pairs: args
+                        .tls_cert
+                        .into_iter()
+                        .zip(args.tls_key)
+                        .map(|(cert, key)| ringress::control::certificates::CertPair { cert, key })
+                        .collect(),
+                })
+            }
+            None => None,
+        },
     };
     match serve::run(settings) {
         Ok(never) => match never {},

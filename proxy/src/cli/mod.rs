@@ -83,6 +83,19 @@ pub struct ServeArgs {
     /// Both apply the same request policy (ARCHITECTURE.md).
     #[arg(long, default_value = "on", value_parser = parse_switch, value_name = "on|off", action = clap::ArgAction::Set)]
     pub fast_path: bool,
+    /// Address of the TLS listener (HTTP/1.1 and HTTP/2 by ALPN); needs
+    /// --tls-cert and --tls-key.
+    #[arg(long, value_name = "ADDR", requires = "tls_cert")]
+    pub tls_listen: Option<String>,
+    /// A PEM certificate chain for the TLS listener; repeat for more names,
+    /// each followed by its --tls-key. SNI picks the pair whose certificate
+    /// names the host (wildcards included); the first pair is the default.
+    /// Re-read when the file changes.
+    #[arg(long, value_name = "FILE", requires = "tls_listen")]
+    pub tls_cert: Vec<PathBuf>,
+    /// The PEM private key of the --tls-cert in the same position.
+    #[arg(long, value_name = "FILE", requires = "tls_listen")]
+    pub tls_key: Vec<PathBuf>,
 }
 
 fn parse_switch(s: &str) -> Result<bool, String> {

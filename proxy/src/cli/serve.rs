@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use pingora::apps::HttpServerOptions;
+use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownWatch};
@@ -15,6 +17,7 @@ use ringress_routes::RouteTable;
 
 pub use crate::data::policy::screen::Rules;
 
+use crate::control::certificates::{self, CertMetrics, CertPair, Certificates};
 use crate::control::discovery::DiscoveryMetrics;
 use crate::control::ingress::Ingress;
 use crate::control::kubernetes::KubeBridge;
@@ -43,6 +46,14 @@ pub struct Settings {
     pub screen: Rules,
     /// `--fast-path`: plain GET/HEAD on ringress's own HTTP/1 loop.
     pub fast_path: bool,
+    /// `--tls-listen` with its certificate/key pairs.
+    pub tls: Option<TlsListener>,
+}
+
+/// The TLS listener: its address and certificate/key pairs (the first is the default).
+pub struct TlsListener {
+    pub listen: String,
+    pub pairs: Vec<CertPair>,
 }
 
 /// A start-up failure, reported to the operator before anything serves.
@@ -68,6 +79,18 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
     // a busy port is a clear start-up error.
     TcpListener::bind(&settings.listen)
         .map_err(|e| StartError(format!("--listen {}: {e}", settings.listen)))?;
+    if let Some(tls) = &settings.tls {
+        TcpListener::bind(&tls.listen)
+            .map_err(|e| StartError(format!("--tls-listen {}: {e}", tls.listen)))?;
+    }
+    let certificates = match &settings.tls {
+        Some(tls) => {
+            let metrics = CertMetrics::new(ingress.metrics().registry())
+                .map_err(|e| StartError(format!("TLS metrics: {e}")))?;
+            Some(Certificates::load(tls.pairs.clone(), metrics).map_err(StartError)?)
+        }
+        None => None,
+    };
     let admin = TcpListener::bind(&settings.admin)
         .map_err(|e| StartError(format!("--admin {}: {e}", settings.admin)))?;
     admin
@@ -93,10 +116,19 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let proxy = pingora::proxy::http_proxy(
+    let mut proxy = pingora::proxy::http_proxy(
         &server.configuration,
         Proxy::new(Arc::clone(&ingress.data), settings.screen),
     );
+    // HTTP/2 (ALPN h2, or h2c with prior knowledge on the plain listener; the
+    // front door tells which): idle connections close after --idle-timeout,
+    // and a header block is held to the HTTP/1 limit.
+    let mut h2_server = HttpServerOptions::default();
+    h2_server.h2_idle_timeout = Some(settings.header_limits.idle);
+    proxy.server_options = Some(h2_server);
+    let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
+    h2.max_header_list_size(settings.header_limits.max_header as u32);
+    proxy.h2_options = Some(h2);
     // pingora's HTTP/1 loop, plus header timeouts and limits (see `front`).
     let mut proxy = Service::new(
         "ringress proxy".to_string(),
@@ -118,7 +150,27 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
         ListenerConfig::tcp(settings.listen.as_str())
             .l4_buffer(L4BufferSettings::new(0, DOWNSTREAM_WRITE_BUFFER)),
     );
+    if let (Some(tls), Some(certificates)) = (&settings.tls, &certificates) {
+        let mut tls_settings = TlsSettings::intermediate("", "")
+            .map_err(|e| StartError(format!("--tls-listen: {e}")))?;
+        tls_settings.set_cert_resolver(Arc::clone(&certificates.store) as _);
+        tls_settings.enable_h2();
+        proxy.add_listener(
+            ListenerConfig::tcp(tls.listen.as_str())
+                .tls(tls_settings)
+                .l4_buffer(L4BufferSettings::new(0, DOWNSTREAM_WRITE_BUFFER)),
+        );
+    }
     server.add_service(proxy);
+    if let Some(certificates) = certificates {
+        server.add_service(background_service(
+            "TLS certificates",
+            CertWatcher {
+                certificates: Mutex::new(Some(certificates)),
+                interval: settings.reload_interval.max(Duration::from_secs(1)),
+            },
+        ));
+    }
     server.add_service(background_service(
         "admin",
         AdminService {
@@ -155,6 +207,13 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
         settings.listen,
         settings.admin
     );
+    if let Some(tls) = &settings.tls {
+        log::info!(
+            "TLS (HTTP/1.1, h2) on {} with {} certificate(s)",
+            tls.listen,
+            tls.pairs.len()
+        );
+    }
     exit_if_the_listener_cannot_bind(&settings.listen);
     server.run(RunArgs {
         shutdown_signal: Box::new(DrainOnSignal { ingress }),
@@ -220,6 +279,25 @@ impl BackgroundService for RouteWatcher {
             Arc::clone(&self.ingress),
         )
         .await;
+    }
+}
+
+struct CertWatcher {
+    certificates: Mutex<Option<Certificates>>,
+    interval: Duration,
+}
+
+#[async_trait]
+impl BackgroundService for CertWatcher {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        let certificates = self
+            .certificates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(certificates) = certificates {
+            certificates::watch(certificates, self.interval).await;
+        }
     }
 }
 

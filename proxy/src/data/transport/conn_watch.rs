@@ -36,6 +36,9 @@ pub struct Watch {
     /// The current request's line failed `screen::request_line_ok`, as
     /// received (pingora escapes what its parser does not take).
     pub bad_request_line: AtomicBool,
+    /// The connection is HTTP/2 with prior knowledge (h2c): the stream
+    /// wrapper passes bytes through and reports ALPN h2 to pingora.
+    pub h2: AtomicBool,
     /// Set while `replay` holds bytes the fast path read and handed to pingora.
     pub replaying: AtomicBool,
     replay: Mutex<Bytes>,

@@ -73,15 +73,19 @@ pub struct Connection {
     client_text: Vec<u8>,
     /// Bounds each wait on the endpoint.
     timer: LazyTimer,
+    /// `X-Forwarded-Proto`: `https` on the TLS listener.
+    proto: &'static str,
 }
 
 impl Connection {
     /// `client` goes into `X-Forwarded-For` and the access log.
-    pub fn new(client: Option<IpAddr>) -> Self {
+    /// `tls`: the connection came through the TLS listener.
+    pub fn new(client: Option<IpAddr>, tls: bool) -> Self {
         let client_text = client.map_or_else(Vec::new, |ip| IpText::new(ip).as_bytes().to_vec());
         Self {
             client,
             client_text,
+            proto: if tls { "https" } else { "http" },
             ..Self::default()
         }
     }
@@ -261,7 +265,7 @@ impl FastPath {
                 };
                 match permits {
                     Ok(_permits) => {
-                        write_upstream_head(&mut conn.out, &req, rr);
+                        write_upstream_head(&mut conn.out, &req, rr, conn.proto);
                         let mut upstream = buffers::take_upstream();
                         let (out, timer) = (&mut conn.out, &mut conn.timer);
                         let keep = exchange
@@ -414,7 +418,12 @@ const PLAIN_HOST: [bool; 256] = byte_table!(
 /// The request head for the endpoint: the client's request line and headers
 /// as they arrived, without hop-by-hop headers, with `X-Forwarded-*` and the
 /// route's request headers.
-fn write_upstream_head(out: &mut Vec<u8>, req: &Request<'_>, rr: &RouteRuntime) {
+fn write_upstream_head(
+    out: &mut Vec<u8>,
+    req: &Request<'_>,
+    rr: &RouteRuntime,
+    proto: &'static str,
+) {
     let route_headers = &rr.route.request_headers;
     out.clear();
     out.extend_from_slice(req.method.as_bytes());
@@ -441,7 +450,7 @@ fn write_upstream_head(out: &mut Vec<u8>, req: &Request<'_>, rr: &RouteRuntime) 
         prior_for,
         client: req.client_text,
         host: Some(req.host.as_bytes()),
-        proto: "http",
+        proto,
     };
     forwarded.each(route_headers, |name, value| {
         header_line(out, name.as_bytes(), value)

@@ -101,7 +101,8 @@ impl Front {
         let client = stream
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
-        let mut conn = fast_h1::Connection::new(client);
+        let tls = stream.get_ssl_digest().is_some();
+        let mut conn = fast_h1::Connection::new(client, tls);
         let mut timer = Box::pin(tokio::time::sleep(Duration::ZERO));
         while let Some(reused) = self
             .one_request(stream, &mut conn, &watch, timer.as_mut(), shutdown)
@@ -126,18 +127,32 @@ impl Front {
             match fast.serve(&mut stream, conn, parsed, shutting_down).await? {
                 Outcome::KeepAlive => return Some(stream),
                 Outcome::Close => return None,
-                Outcome::Fallback => watch.set_replay(conn.head.split().freeze()),
+                Outcome::Fallback => {}
             }
         } else {
             // pingora's session and its request future are large: they exist
             // once a request begins, not while the connection idles.
             conn.head.clear();
             conn.head.reserve(1024);
-            match stream.read_buf(&mut conn.head).await {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => watch.set_replay(conn.head.split().freeze()),
+            loop {
+                match stream.read_buf(&mut conn.head).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) if could_be_h2c(&conn.head) => continue,
+                    Ok(_) => break,
+                }
             }
         }
+        if conn.head.starts_with(H2C_PREFACE) {
+            // HTTP/2 with prior knowledge (RFC 9113 §3.3) on the plain
+            // listener: from here the connection is pingora's HTTP/2 server's,
+            // each stream a request through the same `ProxyHttp`.
+            watch.phase.store(PARSED, Relaxed);
+            watch.h2.store(true, Relaxed);
+            watch.set_replay(conn.head.split().freeze());
+            self.proxy.process_new(stream, shutdown).await;
+            return None;
+        }
+        watch.set_replay(conn.head.split().freeze());
         let mut session = ServerSession::new_http1(stream);
         // As pingora does: no keep-alive once shutting down. The per-read idle
         // timeout pingora applies is only a backstop for `one_request`'s timer.
@@ -241,6 +256,15 @@ impl Front {
     }
 }
 
+/// The start of HTTP/2's connection preface, as far as an HTTP/1 head reads it
+/// (RFC 9113 §3.4): the rest (`SM\r\n\r\n`) follows as if a next request.
+const H2C_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\n";
+
+/// The bytes read so far are a strict start of [`H2C_PREFACE`]: wait for more.
+fn could_be_h2c(head: &[u8]) -> bool {
+    head.len() < H2C_PREFACE.len() && H2C_PREFACE.starts_with(head)
+}
+
 #[async_trait]
 impl ServerApp for Front {
     async fn process_new(
@@ -248,6 +272,11 @@ impl ServerApp for Front {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        if stream.selected_alpn_proto() == Some(ALPN::H2) {
+            // HTTP/2 by ALPN on the TLS listener: pingora's HTTP/2 server runs
+            // each stream through the same `ProxyHttp`, so the same policy.
+            return self.proxy.process_new(stream, shutdown).await;
+        }
         let watch = Arc::new(Watch::default());
         let stream: Stream = Box::new(Guarded {
             inner: stream,
@@ -343,6 +372,15 @@ impl AsyncRead for Guarded {
         // Already counted against the header limits when the fast path read them.
         if this.watch.replaying.load(Relaxed) {
             this.watch.read_replay(buf);
+            return Poll::Ready(Ok(()));
+        }
+        if this.watch.h2.load(Relaxed) {
+            // h2c: the bytes go to pingora's HTTP/2 server as they come.
+            if this.ahead.is_empty() {
+                return Pin::new(&mut this.inner).poll_read(cx, buf);
+            }
+            let n = this.ahead.len().min(buf.remaining());
+            buf.put_slice(&this.ahead.split_to(n));
             return Poll::Ready(Ok(()));
         }
         let phase = this.watch.phase.load(Relaxed);
@@ -528,7 +566,11 @@ impl Ssl for Guarded {
     }
 
     fn selected_alpn_proto(&self) -> Option<ALPN> {
-        self.inner.selected_alpn_proto()
+        // h2c with prior knowledge reads to pingora as if ALPN had chosen h2.
+        match self.watch.h2.load(Relaxed) {
+            true => Some(ALPN::H2),
+            false => self.inner.selected_alpn_proto(),
+        }
     }
 }
 

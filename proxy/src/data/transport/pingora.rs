@@ -56,7 +56,12 @@ impl Proxy {
                     .map(|v| v.as_bytes()),
             ),
             http11: req.version == http::Version::HTTP_11,
-            host: req.headers.get(header::HOST).map(|v| v.as_bytes()),
+            // HTTP/2 carries the host in `:authority` (RFC 9113 §8.3.1).
+            host: req
+                .headers
+                .get(header::HOST)
+                .map(|v| v.as_bytes())
+                .or_else(|| req.uri.authority().map(|a| a.as_str().as_bytes())),
             // pingora drops `Content-Length` when `Transfer-Encoding` is
             // present: the conflict is only visible in the bytes received.
             te_and_cl: te && has_content_length(&session.as_downstream().to_h1_raw()),
@@ -544,7 +549,10 @@ impl ProxyHttp for Proxy {
                     .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
             });
         let prior_for = upstream.headers.get("x-forwarded-for").cloned();
-        let host = upstream.headers.get(header::HOST).cloned();
+        let host = upstream.headers.get(header::HOST).cloned().or_else(|| {
+            let authority = upstream.uri.authority()?;
+            http::HeaderValue::from_str(authority.as_str()).ok()
+        });
         if host.is_none() {
             // HTTP/1.0 may leave Host out; the endpoint gets HTTP/1.1, which
             // requires it (RFC 9112 §3.2).
@@ -561,7 +569,10 @@ impl ProxyHttp for Proxy {
             prior_for: prior_for.as_ref().map(|v| v.as_bytes()),
             client: client.as_ref().map_or(&[][..], IpText::as_bytes),
             host: host.as_ref().map(|v| v.as_bytes()),
-            proto: "http",
+            proto: match session.digest().is_some_and(|d| d.ssl_digest.is_some()) {
+                true => "https",
+                false => "http",
+            },
         };
         let mut failed = None;
         forwarded.each(route_headers, |name, value| {
