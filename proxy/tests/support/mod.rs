@@ -10,6 +10,7 @@ pub mod k8s_apiserver;
 pub mod load;
 pub mod process;
 pub mod raw;
+pub mod tls;
 pub mod traffic;
 
 pub use backend::Backend;

@@ -1,0 +1,175 @@
+//! Upstream TLS per route (`backend.tls`): the real binary against HTTPS
+//! endpoints with certificates from a test CA.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::tls::{server_config, yaml_path, HttpsBackend, Pki};
+use support::{eventually, free_addr, process, Ringress};
+
+/// One catch-all route `secure` over `endpoint`; `tls` is YAML lines at
+/// the backend's indentation (lines 6.. of the file).
+fn route(endpoint: &str, tls: &str) -> String {
+    format!(
+        "routes:\n  - name: secure\n    match: {{pathPrefix: /}}\n    backend:\n      endpoints: [{endpoint}]\n{tls}"
+    )
+}
+
+fn connect_failures(rg: &Ringress) -> f64 {
+    rg.metric(
+        "ringress_upstream_connect_failures_total",
+        "route=\"secure\"",
+    )
+}
+
+#[test]
+fn the_route_s_ca_verifies_the_endpoint_and_the_system_roots_do_not() {
+    let pki = Pki::new("ca");
+    let cert = pki.issue("server", &["127.0.0.1"], false);
+    let backend = HttpsBackend::start("a", server_config(&cert, None, &[]));
+
+    let with_ca = format!("      tls:\n        ca: {}\n", yaml_path(&pki.ca_pem()));
+    let rg = Ringress::start(&route(&backend.url(), &with_ca));
+    let r = rg.get("/x");
+    assert_eq!((r.status, r.body.as_str()), (200, "a"));
+
+    // Without the CA, the endpoint's certificate is unknown: the handshake
+    // fails as a connect failure (retried, then 502).
+    let rg = Ringress::start(&route(&backend.url(), ""));
+    let r = rg.get("/x");
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert!(connect_failures(&rg) >= 1.0);
+    assert_eq!(
+        backend.hits(),
+        1,
+        "no request reached the endpoint unverified"
+    );
+}
+
+#[test]
+fn server_name_sets_the_name_sent_and_checked() {
+    let pki = Pki::new("sni");
+    let cert = pki.issue("server", &["api.internal"], false);
+    let backend = HttpsBackend::start("named", server_config(&cert, None, &[]));
+    let ca = yaml_path(&pki.ca_pem());
+
+    // The endpoint's own host (127.0.0.1) is not in the certificate.
+    let rg = Ringress::start(&route(
+        &backend.url(),
+        &format!("      tls: {{ca: {ca}}}\n"),
+    ));
+    assert_eq!(rg.get("/").status, 502);
+
+    let right = format!("      tls: {{ca: {ca}, serverName: api.internal}}\n");
+    let rg = Ringress::start(&route(&backend.url(), &right));
+    let r = rg.get("/");
+    assert_eq!((r.status, r.body.as_str()), (200, "named"));
+
+    let wrong = format!("      tls: {{ca: {ca}, serverName: other.internal}}\n");
+    let rg = Ringress::start(&route(&backend.url(), &wrong));
+    assert_eq!(rg.get("/").status, 502);
+    assert!(connect_failures(&rg) >= 1.0);
+}
+
+#[test]
+fn insecure_skip_verify_accepts_any_certificate() {
+    let pki = Pki::new("insecure");
+    let cert = pki.issue("server", &["elsewhere.example"], false);
+    let backend = HttpsBackend::start("any", server_config(&cert, None, &[]));
+    let rg = Ringress::start(&route(
+        &backend.url(),
+        "      tls: {insecureSkipVerify: true}\n",
+    ));
+    let r = rg.get("/");
+    assert_eq!((r.status, r.body.as_str()), (200, "any"));
+}
+
+#[test]
+fn a_client_certificate_opens_an_endpoint_that_requires_one() {
+    let servers = Pki::new("servers");
+    let clients = Pki::new("clients");
+    let cert = servers.issue("server", &["127.0.0.1"], false);
+    let client = clients.issue("ringress", &["ringress.test"], true);
+    let backend = HttpsBackend::start("mtls", server_config(&cert, Some(&clients), &[]));
+    let ca = yaml_path(&servers.ca_pem());
+
+    let with_cert = format!(
+        "      tls:\n        ca: {ca}\n        clientCertificate: {}\n        clientKey: {}\n",
+        yaml_path(&client.cert_pem),
+        yaml_path(&client.key_pem)
+    );
+    let rg = Ringress::start(&route(&backend.url(), &with_cert));
+    let r = rg.get("/");
+    assert_eq!((r.status, r.body.as_str()), (200, "mtls"));
+
+    let rg = Ringress::start(&route(
+        &backend.url(),
+        &format!("      tls: {{ca: {ca}}}\n"),
+    ));
+    assert_eq!(rg.get("/").status, 502);
+    assert_eq!(
+        backend.hits(),
+        1,
+        "only the request with a certificate got in"
+    );
+}
+
+#[test]
+fn a_bad_ca_file_in_a_reload_keeps_the_previous_table() {
+    let pki = Pki::new("reload");
+    let cert = pki.issue("server", &["127.0.0.1"], false);
+    let backend = HttpsBackend::start("kept", server_config(&cert, None, &[]));
+    let good = format!("      tls:\n        ca: {}\n", yaml_path(&pki.ca_pem()));
+    let rg = Ringress::start(&route(&backend.url(), &good));
+    assert_eq!(rg.get("/").status, 200);
+
+    let garbage = pki.write("garbage.pem", "not a certificate\n");
+    let bad = format!("      tls:\n        ca: {}\n", yaml_path(&garbage));
+    rg.write_routes(&route(&backend.url(), &bad));
+    eventually(Duration::from_secs(10), "the reload to fail", || {
+        (rg.metric("ringress_route_reload_failures_total", "") >= 1.0).then_some(())
+    });
+    let r = rg.get("/");
+    assert_eq!((r.status, r.body.as_str()), (200, "kept"));
+    assert_eq!(rg.metric("ringress_route_table_generation", ""), 0.0);
+}
+
+#[test]
+fn a_bad_tls_file_at_start_is_an_error_at_its_position() {
+    let pki = Pki::new("start");
+    let garbage = pki.write("garbage.pem", "not a certificate\n");
+    let missing = pki.dir.join("missing-key.pem");
+    let client = pki.issue("client", &["c.test"], true);
+    let yaml = route(
+        "https://127.0.0.1:9",
+        &format!(
+            "      tls:\n        ca: {}\n        clientCertificate: {}\n        clientKey: {}\n",
+            yaml_path(&garbage),
+            yaml_path(&client.cert_pem),
+            yaml_path(&missing)
+        ),
+    );
+    let dir = process::temp_dir("bad-tls");
+    let routes = dir.join("routes.yaml");
+    std::fs::write(&routes, yaml).unwrap();
+    let out = Command::new(process::binary())
+        .arg("--routes")
+        .arg(&routes)
+        .args(["--listen", &free_addr().to_string()])
+        .args(["--admin", &free_addr().to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let file = routes.display();
+    for want in [
+        format!("{file}:7:13: route \"secure\": backend.tls.ca "),
+        format!("{file}:9:20: route \"secure\": backend.tls.clientKey "),
+    ] {
+        assert!(stderr.contains(&want), "want {want:?} in:\n{stderr}");
+    }
+}
