@@ -9,10 +9,12 @@ mod support;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tonic::body::Body;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::{BoxFuture, Context, Poll, Service};
@@ -104,7 +106,9 @@ impl ServerStreamingService<Bytes> for Count {
             let replies = (0..n)
                 .map(move |i| Ok(Bytes::from(format!("{pod}#{i}"))))
                 .chain(std::iter::once(Err(end)));
-            Ok(Response::new(Box::pin(futures::stream::iter(replies)) as Replies))
+            Ok(Response::new(
+                Box::pin(futures::stream::iter(replies)) as Replies
+            ))
         })
     }
 }
@@ -131,23 +135,34 @@ impl Service<http::Request<Body>> for Pod {
     }
 }
 
-/// Starts one tonic server per name on `rt`; their addresses, in order.
-fn start_pods(rt: &tokio::runtime::Runtime, names: &[&'static str]) -> Vec<SocketAddr> {
-    names
+/// Starts one tonic server per name on `rt`: their addresses, in order, and
+/// the connections all of them accepted so far.
+fn start_pods(
+    rt: &tokio::runtime::Runtime,
+    names: &[&'static str],
+) -> (Vec<SocketAddr>, Arc<AtomicUsize>) {
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let addrs = names
         .iter()
         .map(|&name| {
             let listener = rt
                 .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
                 .unwrap();
             let addr = listener.local_addr().unwrap();
+            let counter = Arc::clone(&accepted);
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).inspect(move |_| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                });
             rt.spawn(
                 tonic::transport::Server::builder()
                     .add_service(Pod { name })
-                    .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+                    .serve_with_incoming(incoming),
             );
             addr
         })
-        .collect()
+        .collect();
+    (addrs, accepted)
 }
 
 /// `pods`: a route keyed by the `x-user` header over them; `dead`: an
@@ -185,7 +200,7 @@ fn setup() -> Setup {
         .enable_all()
         .build()
         .unwrap();
-    let pods = start_pods(&rt, &["pod-a", "pod-b", "pod-c"]);
+    let (pods, _) = start_pods(&rt, &["pod-a", "pod-b", "pod-c"]);
     let rg = Ringress::start(&routes(&pods, free_addr()));
     Setup { rt, rg }
 }
@@ -223,7 +238,10 @@ fn unary_calls_reach_the_same_pod_for_the_same_key() {
     rt.block_on(async {
         let mut c = client(rg.listen).await;
         let first = who(&mut c, "/test.Pod/Who", "alice").await.unwrap();
-        assert!(first.starts_with("pod-") && first.ends_with(":hi"), "{first}");
+        assert!(
+            first.starts_with("pod-") && first.ends_with(":hi"),
+            "{first}"
+        );
         for _ in 0..10 {
             assert_eq!(who(&mut c, "/test.Pod/Who", "alice").await.unwrap(), first);
         }
@@ -267,7 +285,10 @@ fn streamed_replies_and_trailers_reach_the_client() {
             .server_streaming(request("bob", "many"), path, RawCodec)
             .await
             .expect_err("the pod refuses");
-        assert_eq!((err.code(), err.message()), (Code::InvalidArgument, "not a number"));
+        assert_eq!(
+            (err.code(), err.message()),
+            (Code::InvalidArgument, "not a number")
+        );
     });
 }
 
@@ -282,7 +303,10 @@ fn the_proxy_s_own_errors_are_grpc_statuses() {
             (Code::Unavailable, "all endpoints failed")
         );
         let err = who(&mut c, "/nowhere.Svc/Call", "carol").await.unwrap_err();
-        assert_eq!((err.code(), err.message()), (Code::Unimplemented, "no route"));
+        assert_eq!(
+            (err.code(), err.message()),
+            (Code::Unimplemented, "no route")
+        );
         // The connection is still good after the proxy's answers.
         assert!(who(&mut c, "/test.Pod/Who", "carol").await.is_ok());
     });
@@ -290,7 +314,10 @@ fn the_proxy_s_own_errors_are_grpc_statuses() {
     let count = |route: &str, class: &str| {
         rg.metric_sum(
             "ringress_requests_total",
-            &[&format!("route=\"{route}\""), &format!("status_class=\"{class}\"")],
+            &[
+                &format!("route=\"{route}\""),
+                &format!("status_class=\"{class}\""),
+            ],
         )
     };
     assert_eq!(count("dead", "5xx"), 1.0);
@@ -325,4 +352,45 @@ fn an_http1_client_reaches_an_h2c_endpoint_and_gets_grpc_answers() {
     assert_eq!(r.body, "");
     let r = support::client::get(rg.listen, "/test.Dead/Who").unwrap();
     assert_eq!(r.status, 502, "not gRPC: a plain answer");
+}
+
+#[test]
+fn concurrent_calls_share_connections_to_a_pod() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // One pod: bounded load has nowhere to spill, every call goes to it.
+    let (pods, accepted) = start_pods(&rt, &["solo"]);
+    let rg = Ringress::start(&routes(&pods, free_addr()));
+    const CALLS: usize = 64;
+    rt.block_on(async {
+        let c = client(rg.listen).await;
+        let mut first = c.clone();
+        assert_eq!(
+            who(&mut first, "/test.Pod/Who", "erin").await.unwrap(),
+            "solo:hi"
+        );
+        let calls = (0..CALLS).map(|_| {
+            let mut c = c.clone();
+            async move { who(&mut c, "/test.Pod/Who", "erin").await }
+        });
+        for reply in futures::future::join_all(calls).await {
+            assert_eq!(reply.unwrap(), "solo:hi");
+        }
+    });
+    // pingora opens a connection per stream in flight unless told otherwise
+    // (`max_h2_streams` 1): the calls would need about one each. Multiplexed,
+    // they share the first call's connection (or one more per proxy thread
+    // that found it busy at the same instant).
+    let connections = accepted.load(Ordering::SeqCst);
+    eprintln!(
+        "{} calls over {connections} connections to the pod",
+        CALLS + 1
+    );
+    assert!(
+        connections <= 3,
+        "{connections} connections for {CALLS} calls"
+    );
 }
