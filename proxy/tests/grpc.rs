@@ -381,16 +381,17 @@ fn concurrent_calls_share_connections_to_a_pod() {
         }
     });
     // pingora opens a connection per stream in flight unless told otherwise
-    // (`max_h2_streams` 1): the calls would need about one each. Multiplexed,
-    // they share the first call's connection (or one more per proxy thread
-    // that found it busy at the same instant).
+    // (`max_h2_streams` 1): 64 for these calls. Multiplexed, they share the
+    // first call's connection; on a busy machine a few more open while
+    // pingora moves that connection between its idle and in-use pools (1 to
+    // 12 seen with the whole file running on 2 cores).
     let connections = accepted.load(Ordering::SeqCst);
     eprintln!(
         "{} calls over {connections} connections to the pod",
         CALLS + 1
     );
     assert!(
-        connections <= 3,
+        connections <= CALLS / 2,
         "{connections} connections for {CALLS} calls"
     );
 }
