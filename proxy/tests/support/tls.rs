@@ -198,3 +198,80 @@ impl HttpsBackend {
 pub fn yaml_path(path: &Path) -> String {
     format!("{:?}", path.display().to_string())
 }
+
+/// What an [`H2sBackend`] saw of one request.
+#[derive(Debug, Clone, Default)]
+pub struct H2Seen {
+    pub body: Vec<u8>,
+    /// The request's trailers, when it had some.
+    pub trailers: Option<http::HeaderMap>,
+}
+
+/// An HTTP/2-only backend over TLS (ALPN `h2`, on the `h2` crate): answers
+/// every request `200` with its name as the body and a trailer
+/// `x-served-by: NAME`, and keeps what it saw of each request.
+pub struct H2sBackend {
+    pub addr: SocketAddr,
+    pub seen: Arc<std::sync::Mutex<Vec<H2Seen>>>,
+}
+
+impl H2sBackend {
+    pub fn start(name: &str, cert: &Issued) -> Self {
+        let config = server_config(cert, None, &[b"h2"]);
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (name, log) = (name.to_string(), Arc::clone(&seen));
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+                let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                loop {
+                    let Ok((tcp, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let (acceptor, name, log) = (acceptor.clone(), name.clone(), Arc::clone(&log));
+                    tokio::spawn(async move {
+                        let Ok(tls) = acceptor.accept(tcp).await else {
+                            return;
+                        };
+                        let Ok(mut conn) = h2::server::handshake(tls).await else {
+                            return;
+                        };
+                        while let Some(Ok((req, mut respond))) = conn.accept().await {
+                            let (name, log) = (name.clone(), Arc::clone(&log));
+                            tokio::spawn(async move {
+                                let mut body = req.into_body();
+                                let mut seen = H2Seen::default();
+                                while let Some(Ok(chunk)) = body.data().await {
+                                    let _ = body.flow_control().release_capacity(chunk.len());
+                                    seen.body.extend_from_slice(&chunk);
+                                }
+                                seen.trailers = body.trailers().await.ok().flatten();
+                                log.lock().unwrap().push(seen);
+                                let head = http::Response::builder().status(200).body(()).unwrap();
+                                let Ok(mut send) = respond.send_response(head, false) else {
+                                    return;
+                                };
+                                let _ = send.send_data(bytes::Bytes::from(name.clone()), false);
+                                let mut trailers = http::HeaderMap::new();
+                                trailers.insert("x-served-by", name.parse().unwrap());
+                                let _ = send.send_trailers(trailers);
+                            });
+                        }
+                    });
+                }
+            });
+        });
+        H2sBackend { addr, seen }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+}
