@@ -146,9 +146,17 @@ mod tests {
         ]);
         assert_eq!(marker(&store, Some("a.test")), 1, "the earlier pair wins");
         assert_eq!(marker(&store, Some("B.Test.")), 2, "case and a final dot");
-        assert_eq!(marker(&store, Some("x.shop.test")), 3, "exact before wildcard");
+        assert_eq!(
+            marker(&store, Some("x.shop.test")),
+            3,
+            "exact before wildcard"
+        );
         assert_eq!(marker(&store, Some("y.shop.test")), 2);
-        assert_eq!(marker(&store, Some("shop.test")), 1, "a wildcard is not its parent");
+        assert_eq!(
+            marker(&store, Some("shop.test")),
+            1,
+            "a wildcard is not its parent"
+        );
         assert_eq!(marker(&store, Some("a.b.shop.test")), 1, "one label only");
         assert_eq!(marker(&store, Some("unknown.test")), 1);
         assert_eq!(marker(&store, None), 1);
