@@ -675,3 +675,73 @@ fn each_h2_stream_counts_in_flight_for_bounded_load() {
         }
     });
 }
+
+/// Requests over every protocol are counted and logged alike, each line
+/// saying how the client spoke.
+#[test]
+fn metrics_and_the_access_log_count_every_protocol() {
+    let pki = Pki::new();
+    let dir = support::process::temp_dir("tls-log");
+    let a = pki.leaf(&["a.test"]);
+    let a_dir = SecretDir::new(&dir, "a", &a);
+    let pod = Backend::start("pod-a");
+    let p = start_tls(&[&pod], &[&a_dir], &["--access-log"]);
+    let port = p.tls.port();
+    runtime().block_on(async {
+        let mut plain = TcpStream::connect(p.proxy.listen).await.unwrap();
+        assert_eq!(h1_get(&mut plain, "shop.test", "/products/1").await.0, 200);
+        let h1_tls = verifying_client(&pki, &[b"http/1.1"], rustls::DEFAULT_VERSIONS);
+        let mut s = tls_stream(&h1_tls, p.tls, "a.test").await;
+        assert_eq!(h1_get(&mut s, "a.test", "/products/2").await.0, 200);
+        let h2_tls = verifying_client(&pki, &[b"h2"], rustls::DEFAULT_VERSIONS);
+        let mut h2 = h2_client(tls_stream(&h2_tls, p.tls, "a.test").await).await;
+        let uri = format!("https://a.test:{port}/products/3");
+        assert_eq!(h2_get(&mut h2, &uri).await.0, 200);
+        let mut h2c = h2_client(TcpStream::connect(p.proxy.listen).await.unwrap()).await;
+        assert_eq!(h2_get(&mut h2c, "http://shop.test/products/4").await.0, 200);
+        assert_eq!(h2_get(&mut h2c, "http://shop.test/nowhere").await.0, 404);
+    });
+    // Counted once the response is out: poll.
+    eventually(Duration::from_secs(5), "four requests counted", || {
+        let n = p
+            .proxy
+            .metric_sum("ringress_requests_total", &[r#"route="products""#]);
+        (n == 4.0).then_some(())
+    });
+    let lines = eventually(Duration::from_secs(5), "five access-log lines", || {
+        let out = p.proxy.stdout();
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect();
+        (lines.len() == 5).then_some(lines)
+    });
+    let seen: Vec<(String, String, String, u64)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["path"].as_str().unwrap().to_string(),
+                l["protocol"].as_str().unwrap().to_string(),
+                l["scheme"].as_str().unwrap().to_string(),
+                l["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let want = |path: &str, protocol: &str, scheme: &str, status| {
+        (
+            path.to_string(),
+            protocol.to_string(),
+            scheme.to_string(),
+            status,
+        )
+    };
+    for line in [
+        want("/products/1", "HTTP/1.1", "http", 200),
+        want("/products/2", "HTTP/1.1", "https", 200),
+        want("/products/3", "HTTP/2", "https", 200),
+        want("/products/4", "HTTP/2", "http", 200),
+        want("/nowhere", "HTTP/2", "http", 404),
+    ] {
+        assert!(seen.contains(&line), "{line:?} not in {seen:?}");
+    }
+}

@@ -199,6 +199,14 @@ impl RequestParts for RequestView<'_> {
     }
 }
 
+/// `https` for a client of the TLS listener.
+fn scheme(session: &Session) -> &'static str {
+    match session.digest().is_some_and(|d| d.ssl_digest.is_some()) {
+        true => "https",
+        false => "http",
+    }
+}
+
 fn client_ip(session: &Session) -> Option<IpAddr> {
     session
         .client_addr()
@@ -511,10 +519,7 @@ impl ProxyHttp for Proxy {
             prior_for: prior_for.as_ref().map(|v| v.as_bytes()),
             client: client.as_ref().map_or(&[][..], IpText::as_bytes),
             host: host.as_ref().map(|v| v.as_bytes()),
-            proto: match session.digest().is_some_and(|d| d.ssl_digest.is_some()) {
-                true => "https",
-                false => "http",
-            },
+            proto: scheme(session),
         };
         let mut failed = None;
         forwarded.each(route_headers, |name, value| {
@@ -706,6 +711,12 @@ impl ProxyHttp for Proxy {
                 host: RequestView { req, peer: None }.host(),
                 path: req.uri.path(),
                 client: client_ip(session),
+                protocol: match req.version {
+                    http::Version::HTTP_2 => "HTTP/2",
+                    http::Version::HTTP_10 => "HTTP/1.0",
+                    _ => "HTTP/1.1",
+                },
+                scheme: scheme(session),
                 status,
                 start: ctx.start,
             },
