@@ -745,3 +745,51 @@ fn metrics_and_the_access_log_count_every_protocol() {
         assert!(seen.contains(&line), "{line:?} not in {seen:?}");
     }
 }
+
+/// LIFO admission sees HTTP/2 streams as HTTP/1.1 requests: twenty streams
+/// on one connection against five slots and seven waiters give the same
+/// counts as twenty HTTP/1.1 clients (`lifo_e2e.rs`).
+#[test]
+fn lifo_admission_takes_h2_streams_like_requests() {
+    let backend = Backend::start("slow");
+    backend.set_delay(Duration::from_millis(1000));
+    let routes = format!(
+        "routes:\n  - name: slow\n    match: {{pathPrefix: /}}\n    filters:\n      - lifo: {{maxConcurrency: 5, maxQueueSize: 7, timeout: 100ms}}\n    backend:\n      algorithm: roundRobin\n      endpoints: [\"{}\"]\n      retries: 0\n",
+        backend.url()
+    );
+    let proxy = Ringress::start(&routes);
+    let answers = runtime().block_on(async {
+        let h2c = h2_client(TcpStream::connect(proxy.listen).await.unwrap()).await;
+        let streams: Vec<_> = (0..20)
+            .map(|i| {
+                let mut send = h2c.clone();
+                tokio::spawn(async move {
+                    let (status, body, _) =
+                        h2_get(&mut send, &format!("http://shop.test/item?i={i}")).await;
+                    (status, body)
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for s in streams {
+            answers.push(s.await.unwrap());
+        }
+        answers
+    });
+    let count = |status: u16, body: &str| {
+        answers
+            .iter()
+            .filter(|(s, b)| *s == status && b == body)
+            .count()
+    };
+    assert_eq!(
+        (
+            count(200, "slow"),
+            count(503, "queue full\n"),
+            count(503, "queue timeout\n")
+        ),
+        (5, 8, 7),
+        "{answers:?}"
+    );
+    assert_eq!(backend.hits(), 5);
+}
