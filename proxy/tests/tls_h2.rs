@@ -793,3 +793,66 @@ fn lifo_admission_takes_h2_streams_like_requests() {
     );
     assert_eq!(backend.hits(), 5);
 }
+
+/// SIGTERM with HTTP/2 clients: a stream in flight finishes, the connection
+/// is told to go away (no new streams), and the process exits 0.
+#[test]
+fn sigterm_lets_h2_streams_in_flight_finish_then_exits() {
+    let pki = Pki::new();
+    let dir = support::process::temp_dir("tls-term");
+    let a = pki.leaf(&["a.test"]);
+    let a_dir = SecretDir::new(&dir, "a", &a);
+    let pod = Backend::start("pod-a");
+    let mut p = start_tls(&[&pod], &[&a_dir], &["--grace-period", "10s"]);
+    let port = p.tls.port();
+    pod.hold();
+    let rt = runtime();
+    let (mut h2c, mut h2) = rt.block_on(async {
+        let h2c = h2_client(TcpStream::connect(p.proxy.listen).await.unwrap()).await;
+        let h2_tls = verifying_client(&pki, &[b"h2"], rustls::DEFAULT_VERSIONS);
+        let h2 = h2_client(tls_stream(&h2_tls, p.tls, "a.test").await).await;
+        (h2c, h2)
+    });
+    let held = rt.block_on(async {
+        let mut a = h2c.clone();
+        let mut b = h2.clone();
+        let uri = format!("https://a.test:{port}/products/2?hold");
+        let first =
+            tokio::spawn(async move { h2_get(&mut a, "http://shop.test/products/1?hold").await });
+        let second = tokio::spawn(async move { h2_get(&mut b, &uri).await });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while pod.held() < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "streams not held");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (first, second)
+    });
+    p.proxy.signal("TERM");
+    eventually(Duration::from_secs(5), "/readyz to turn 503", || {
+        (p.proxy.admin_get("/readyz").status == 503).then_some(())
+    });
+    pod.release();
+    rt.block_on(async {
+        for stream in [held.0, held.1] {
+            let (status, body, _) = stream.await.unwrap();
+            assert_eq!((status, body.as_str()), (200, "pod-a"));
+        }
+        // Draining: a new stream is refused (GOAWAY) or the connection is gone.
+        for send in [&mut h2c, &mut h2] {
+            let refused = match send.clone().ready().await {
+                Err(_) => true,
+                Ok(mut ready) => {
+                    let request = http::Request::get("http://shop.test/products/3")
+                        .body(())
+                        .unwrap();
+                    match ready.send_request(request, true) {
+                        Err(_) => true,
+                        Ok((response, _)) => response.await.is_err(),
+                    }
+                }
+            };
+            assert!(refused, "a new stream after SIGTERM was served");
+        }
+    });
+    assert_eq!(p.proxy.wait_exit(Duration::from_secs(15)), Some(0));
+}
