@@ -856,3 +856,35 @@ fn sigterm_lets_h2_streams_in_flight_finish_then_exits() {
     });
     assert_eq!(p.proxy.wait_exit(Duration::from_secs(15)), Some(0));
 }
+
+/// A request body over HTTP/2 (DATA frames, no Content-Length needed)
+/// reaches the endpoint whole, as HTTP/1.1.
+#[test]
+fn h2_request_bodies_reach_the_endpoint_whole() {
+    let pod = Backend::start("pod-a");
+    let proxy = Ringress::start(&consistent_routes(&[&pod], ""));
+    runtime().block_on(async {
+        let h2c = h2_client(TcpStream::connect(proxy.listen).await.unwrap()).await;
+        for (length, declared) in [(0usize, true), (100_000, false), (300_000, true)] {
+            let mut request = http::Request::post("http://shop.test/products/9");
+            if declared {
+                request = request.header("content-length", length);
+            }
+            let mut ready = h2c.clone().ready().await.unwrap();
+            let (response, mut body) = ready
+                .send_request(request.body(()).unwrap(), false)
+                .unwrap();
+            let data = Bytes::from(vec![b'x'; length]);
+            body.reserve_capacity(length);
+            body.send_data(data, true).unwrap();
+            let response = response.await.unwrap();
+            assert_eq!(response.status(), 200, "{length} bytes");
+            let mut got = response.into_body();
+            while let Some(chunk) = got.data().await {
+                let chunk = chunk.unwrap();
+                got.flow_control().release_capacity(chunk.len()).unwrap();
+            }
+        }
+    });
+    assert_eq!(*pod.seen.bodies.lock().unwrap(), vec![0, 100_000, 300_000]);
+}
