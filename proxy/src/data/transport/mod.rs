@@ -8,6 +8,7 @@ pub mod h1;
 pub mod lazy_timer;
 pub mod pingora;
 pub mod request_end;
+pub mod upgrade;
 pub mod upstream_pool;
 
 /// Bytes of response buffered before a write to the client: pingora's
