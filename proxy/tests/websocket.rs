@@ -519,3 +519,45 @@ fn shutdown_keeps_a_tunnel_for_the_grace_period_then_closes_it() {
     assert!(worked < grace + WITHIN, "the tunnel was never closed");
     assert_eq!(proxy.wait_exit(WITHIN), Some(0));
 }
+
+#[test]
+fn an_upgrade_the_endpoint_never_answers_gets_504_after_the_response_timeout() {
+    // Accepts, reads, never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let held = std::thread::spawn(move || {
+        use std::io::Read;
+        // Reads until ringress lets go of the connection.
+        let (mut conn, _) = silent.accept().unwrap();
+        let mut sink = [0u8; 1024];
+        while conn.read(&mut sink).is_ok_and(|n| n > 0) {}
+    });
+    let yaml = format!(
+        "routes:\n  - name: ws\n    match: {{path: \"/ws/{{key}}\"}}\n    backend:\n      \
+         timeouts: {{connect: 1s, response: 500ms}}\n      retries: 0\n      \
+         endpoints: [http://{addr}]\n"
+    );
+    let proxy = Ringress::start(&yaml);
+    let started = Instant::now();
+    let err = runtime().block_on(async {
+        let url = format!("ws://{}/ws/k", proxy.listen);
+        tokio::time::timeout(WITHIN, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("an answer in time")
+            .expect_err("no upgrade")
+    });
+    let took = started.elapsed();
+    match err {
+        tokio_tungstenite::tungstenite::Error::Http(resp) => assert_eq!(resp.status(), 504),
+        other => panic!("expected a 504, got {other:?}"),
+    }
+    // connect + response, with slack for a loaded machine.
+    assert!(took >= Duration::from_millis(500), "{took:?}");
+    eventually(WITHIN, "the 504 recorded", || {
+        (proxy.metric_sum("ringress_requests_total", &[r#"status_class="5xx""#]) == 1.0)
+            .then_some(())
+    });
+    assert_eq!(proxy.metric("ringress_tunnels_open", ""), 0.0);
+    drop(proxy);
+    held.join().unwrap();
+}
