@@ -110,6 +110,10 @@ impl Watch {
 
     /// Clears the inactivity watch for the connection's next request.
     pub fn reset_inactivity(&self) {
+        // Every request passes here; only an upgrade request set anything.
+        if self.inactive_limit_ms.load(Relaxed) == 0 {
+            return;
+        }
         self.inactive_limit_ms.store(0, Relaxed);
         self.inactive_expired.store(false, Relaxed);
         self.tunnel.store(false, Relaxed);
