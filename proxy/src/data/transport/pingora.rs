@@ -26,7 +26,7 @@ use crate::data::policy::response::{self, BodyFraming, MAX_INTERIM_RESPONSES};
 use crate::data::policy::routing::{self, Permits};
 use crate::data::policy::screen::{self, has_content_length, Rules};
 use crate::data::table::{RouteRuntime, Runtime};
-use crate::data::transport::conn_watch;
+use crate::data::transport::{conn_watch, upgrade};
 
 pub struct Proxy {
     plane: Arc<DataPlane>,
@@ -151,6 +151,8 @@ pub struct Ctx {
     _permits: Permits,
     /// Request body bytes read so far (counted only with `--max-request-body`).
     body_bytes: u64,
+    /// The endpoint answered the upgrade: counted open until the tunnel ends.
+    _tunnel: Option<upgrade::OpenTunnel>,
 }
 
 impl Ctx {
@@ -307,6 +309,7 @@ impl ProxyHttp for Proxy {
             answered: None,
             _permits: Permits::default(),
             body_bytes: 0,
+            _tunnel: None,
         }
     }
 
@@ -415,6 +418,9 @@ impl ProxyHttp for Proxy {
         peer.options.connection_timeout = Some(timeouts.connect);
         peer.options.read_timeout = Some(timeouts.response);
         peer.options.write_timeout = Some(timeouts.response);
+        if ctx.upgrade {
+            upgrade::awaiting_head(&mut peer, timeouts);
+        }
         Ok(Box::new(peer))
     }
 
@@ -591,6 +597,10 @@ impl ProxyHttp for Proxy {
         ctx.upstream_responded = true;
         ctx.attempts.responded();
         ctx.close_delimited = framing == BodyFraming::UntilClose && status != 101;
+        if let (101, Some(rr)) = (status, rr) {
+            upgrade::tunnel_opened(session, &rr.route.backend.timeouts);
+            ctx._tunnel = Some(upgrade::OpenTunnel::new(&self.plane.metrics.tunnels_open));
+        }
         // The proxy speaks HTTP/1.1 to its client whatever the endpoint spoke.
         upstream.set_version(http::Version::HTTP_11);
         if framing == BodyFraming::Chunked {
@@ -678,7 +688,10 @@ impl ProxyHttp for Proxy {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
-        let error = ctx.failure.unwrap_or_else(|| from_pingora(e));
+        let error = ctx
+            .failure
+            .or_else(upgrade::timed_out)
+            .unwrap_or_else(|| from_pingora(e));
         // pingora honours reuse only for errors before an upstream was chosen;
         // otherwise it closes, and the client should be told.
         let reusable_after = !ctx.peer_chosen;
@@ -695,7 +708,9 @@ impl ProxyHttp for Proxy {
         // A response that failed after its head went out (upstream reset
         // mid-body, client gone) was not served: it counts as "other", not
         // under the status its head announced.
-        let cut = e.is_some() && ctx.answered.is_none();
+        // A tunnel served its 101 however it ends (either side closing,
+        // idle, shutdown).
+        let cut = e.is_some() && ctx.answered.is_none() && !session.was_upgraded();
         let status = match session.response_written() {
             _ if cut => 0,
             Some(r) if !r.status.is_informational() || r.status == 101 => r.status.as_u16(),
