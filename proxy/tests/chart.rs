@@ -262,38 +262,55 @@ fn existing_service_account_and_string_watch_namespace() {
     );
 }
 
-/// `tls.secretName` mounts the Secret read-only and passes its files to ringress.
+/// `tls.enabled` with two Secrets (ci/tls-values.yaml): a TLS listener, one read-only Secret
+/// directory and one --tls-cert/--tls-key pair per Secret in the order given, an https port on
+/// the container and the Service. The schemas test validates this scenario at 1.25 and 1.35.
 #[test]
-fn tls_secret_is_mounted_read_only_and_passed_as_flags() {
+fn tls_two_secrets_are_mounted_and_passed_in_order() {
     let m = render_ok(&["-f", &ci_file("tls-values.yaml")]);
-    let deploy: Deployment = m.one("Deployment");
-    let c = container(&deploy);
-    let args = c.args.clone().unwrap();
-    let dir = "/var/run/ringress/tls";
-    for arg in [
-        format!("--tls-cert={dir}/tls.crt"),
-        format!("--tls-key={dir}/tls.key"),
-    ] {
-        assert!(args.contains(&arg), "missing {arg} in {args:?}");
-    }
-    let volume = pod_spec(&deploy)
-        .volumes
-        .iter()
-        .flatten()
-        .find(|v| v.secret.is_some())
-        .expect("a Secret volume");
-    let secret = volume.secret.as_ref().unwrap();
-    assert_eq!(secret.secret_name.as_deref(), Some("shop-example-com-tls"));
-    assert_eq!(secret.default_mode, Some(0o440));
-    let mount = c
-        .volume_mounts
-        .iter()
-        .flatten()
-        .find(|vm| vm.name == volume.name)
-        .expect("the Secret is mounted");
+    check_tls(
+        &m,
+        &["shop-example-com-tls", "api.example.com-tls"],
+        "/var/run/ringress/tls",
+        (8443, 443, Some(30443)),
+    );
+    let svc: Service = m.named("Service", RELEASE);
+    let ports = svc.spec.unwrap().ports.unwrap();
     assert_eq!(
-        (mount.mount_path.as_str(), mount.read_only),
-        (dir, Some(true))
+        ports.iter().map(|p| p.name.as_deref()).collect::<Vec<_>>(),
+        [Some("http"), Some("https")]
+    );
+    assert_eq!(ports[0].node_port, Some(30080));
+}
+
+/// One Secret with the default port and mount directory, through real Helm and validated with
+/// kubernetes-validate --strict; with tls.enabled false the same Secrets change nothing.
+#[test]
+fn tls_one_secret_renders_validates_and_is_off_until_enabled() {
+    let file = temp_file(
+        "tls-one.yaml",
+        "tls:\n  enabled: true\n  secrets:\n    - name: shop-tls\n",
+    );
+    let args = ["-f", file.to_str().unwrap()];
+    lint(&args);
+    let stream = render(&args).unwrap();
+    let m = Manifests::parse(&stream);
+    check_common(&m, "one TLS Secret");
+    validate(&stream, &m, KUBE_LATEST, "one TLS Secret");
+    check_tls(&m, &["shop-tls"], "/etc/ringress-tls", (8443, 443, None));
+    let svc: Service = m.named("Service", RELEASE);
+    let spec = svc.spec.unwrap();
+    assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+    assert_eq!(spec.ports.unwrap().len(), 2, "http and https");
+
+    let off = temp_file(
+        "tls-off.yaml",
+        "tls:\n  enabled: false\n  secrets:\n    - name: shop-tls\n",
+    );
+    assert_eq!(
+        render(&["-f", off.to_str().unwrap()]).unwrap(),
+        render(&[]).unwrap(),
+        "tls.secrets without tls.enabled renders exactly the defaults"
     );
 }
 
@@ -331,6 +348,43 @@ fn bad_values_fail_with_a_clear_message() {
             "serviceAccount.name is required",
         ),
         ("tls:\n  mountPath: relative\n", "at '/tls/mountPath'"),
+        (
+            "tls:\n  enabled: true\n",
+            "tls.enabled is true but tls.secrets is empty: name at least one kubernetes.io/tls \
+             Secret",
+        ),
+        (
+            "tls:\n  enabled: true\n  secrets: []\n",
+            "tls.enabled is true but tls.secrets is empty",
+        ),
+        (
+            "tls:\n  enabled: true\n  secrets: [{}]\n",
+            "tls.secrets[0] has no name: each entry names a kubernetes.io/tls Secret",
+        ),
+        (
+            "tls:\n  enabled: true\n  secrets: [{name: a-tls}, {name: \"\"}]\n",
+            "tls.secrets[1] has no name",
+        ),
+        (
+            "tls:\n  enabled: true\n  secrets: [{name: a-tls}, {name: a-tls}]\n",
+            "tls.secrets[1]: Secret a-tls is listed twice",
+        ),
+        (
+            "tls:\n  enabled: true\n  port: 8080\n  secrets: [{name: a-tls}]\n",
+            "tls.port (8080) must differ from listenPort (8080) and adminPort (9911)",
+        ),
+        (
+            "tls:\n  enabled: true\n  servicePort: 80\n  secrets: [{name: a-tls}]\n",
+            "tls.servicePort (80) must differ from service.port",
+        ),
+        (
+            "tls:\n  enabled: true\n  secrets: [shop-tls]\n",
+            "at '/tls/secrets/0': got string, want object",
+        ),
+        (
+            "tls:\n  secretName: shop-tls\n",
+            "at '/tls': additional properties 'secretName' not allowed",
+        ),
     ] {
         let file = temp_file("bad-values.yaml", values);
         let err = render(&["-f", file.to_str().unwrap()]).expect_err(values);
@@ -377,6 +431,15 @@ fn notes_render() {
     );
     let notes = rendered_notes(&["-f", &ci_file("namespaced-values.yaml")]);
     assert!(notes.contains("only in: shop,catalog"), "{notes}");
+    assert!(!notes.contains("TLS"), "{notes}");
+    let notes = rendered_notes(&["-f", &ci_file("tls-values.yaml")]);
+    assert!(
+        notes.contains("TLS on Service port 443 (https)")
+            && notes.contains(
+                "kubectl -n default get secret shop-example-com-tls api.example.com-tls\n"
+            ),
+        "{notes}"
+    );
 }
 
 /// The chart's appVersion, its default image, the image scripts/build-image tags and the
@@ -661,17 +724,64 @@ fn check_common(m: &Manifests, what: &str) {
         .expect("route file in ConfigMap");
     check_route_file(route_file, what);
 
-    // A TLS flag points into a read-only Secret mount.
-    for flag in ["tls-cert", "tls-key"] {
-        let Some(file) = arg(flag) else { continue };
-        let dir = Path::new(&file).parent().unwrap();
+    // TLS: --tls-listen on the https container port, then --tls-cert/--tls-key pairs, each the
+    // tls.crt and tls.key of one read-only Secret volume mounted whole (a subPath mount never sees
+    // a renewed certificate).
+    let pairs = tls_pairs(&args);
+    let https_port = c
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some("https"))
+        .map(|p| p.container_port);
+    match arg("tls-listen") {
+        Some(listen) => {
+            assert!(
+                !pairs.is_empty(),
+                "{}",
+                context("--tls-listen without a certificate")
+            );
+            assert_eq!(
+                Some(listen),
+                https_port.map(|p| format!("0.0.0.0:{p}")),
+                "{}",
+                context("--tls-listen vs the https container port")
+            );
+        }
+        None => {
+            assert_eq!(
+                pairs,
+                [],
+                "{}",
+                context("certificates without --tls-listen")
+            );
+            assert_eq!(
+                https_port,
+                None,
+                "{}",
+                context("https port without --tls-listen")
+            );
+        }
+    }
+    let mut tls_dirs = BTreeSet::new();
+    for (cert, key) in &pairs {
+        let dir = Path::new(cert).parent().unwrap();
+        assert!(cert.ends_with("/tls.crt"), "{}", context(cert));
+        assert_eq!(Path::new(key), dir.join("tls.key"), "{}", context(key));
+        assert!(tls_dirs.insert(dir), "{}", context("a Secret passed twice"));
         let mount = c
             .volume_mounts
             .iter()
             .flatten()
             .find(|vm| Path::new(&vm.mount_path) == dir)
-            .unwrap_or_else(|| panic!("{}", context(&format!("--{flag} outside any mount"))));
+            .unwrap_or_else(|| panic!("{}", context(&format!("{cert} outside any mount"))));
         assert_eq!(mount.read_only, Some(true), "{}", context("TLS mount"));
+        assert_eq!(
+            mount.sub_path,
+            None,
+            "{}",
+            context("TLS mount with subPath")
+        );
         let volume = pod.volumes.iter().flatten().find(|v| v.name == mount.name);
         assert!(
             volume.is_some_and(|v| v.secret.is_some()),
@@ -1451,6 +1561,132 @@ fn temp_file(name: &str, contents: &str) -> PathBuf {
     let file = dir.join(name);
     std::fs::write(&file, contents).unwrap();
     file
+}
+
+/// The `--tls-cert=`/`--tls-key=` arguments as (cert, key) pairs, in order; each cert comes
+/// right before its key.
+fn tls_pairs(args: &[String]) -> Vec<(String, String)> {
+    let tls: Vec<&String> = args
+        .iter()
+        .filter(|a| a.starts_with("--tls-cert") || a.starts_with("--tls-key"))
+        .collect();
+    let bad = || -> ! { panic!("want --tls-cert=FILE then --tls-key=FILE, in pairs: {tls:?}") };
+    tls.chunks(2)
+        .map(|pair| match pair {
+            [cert, key] => (
+                cert.strip_prefix("--tls-cert=")
+                    .unwrap_or_else(|| bad())
+                    .to_owned(),
+                key.strip_prefix("--tls-key=")
+                    .unwrap_or_else(|| bad())
+                    .to_owned(),
+            ),
+            _ => bad(),
+        })
+        .collect()
+}
+
+/// TLS on for `secrets` (in order) under `mount`, with (container port, Service port, node port):
+/// --tls-listen and exactly one pair per Secret in that order, each Secret a 0440 read-only
+/// volume at MOUNT/NAME, the https ports, probes still on the admin port.
+fn check_tls(m: &Manifests, secrets: &[&str], mount: &str, ports: (i32, i32, Option<i32>)) {
+    let (port, service_port, node_port) = ports;
+    let deploy: Deployment = m.one("Deployment");
+    let c = container(&deploy);
+    let args = c.args.clone().unwrap();
+    let tls_args: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| a.starts_with("--tls"))
+        .collect();
+    let mut expected = vec![format!("--tls-listen=0.0.0.0:{port}")];
+    for name in secrets {
+        expected.push(format!("--tls-cert={mount}/{name}/tls.crt"));
+        expected.push(format!("--tls-key={mount}/{name}/tls.key"));
+    }
+    assert_eq!(tls_args, expected, "TLS arguments in order");
+
+    let secret_volumes: Vec<_> = pod_spec(&deploy)
+        .volumes
+        .iter()
+        .flatten()
+        .filter(|v| v.secret.is_some())
+        .collect();
+    assert_eq!(secret_volumes.len(), secrets.len(), "one volume per Secret");
+    for name in secrets {
+        let volume = secret_volumes
+            .iter()
+            .find(|v| v.secret.as_ref().unwrap().secret_name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("no volume for Secret {name}"));
+        let secret = volume.secret.as_ref().unwrap();
+        assert_eq!(secret.default_mode, Some(0o440), "{name}");
+        assert_eq!(
+            secret.items, None,
+            "{name}: the whole Secret, tls.crt and tls.key"
+        );
+        assert_eq!(
+            secret.optional, None,
+            "{name}: a missing Secret holds the pod back"
+        );
+        let mounts: Vec<_> = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .filter(|vm| vm.name == volume.name)
+            .collect();
+        assert_eq!(mounts.len(), 1, "{name}: mounted once");
+        assert_eq!(
+            (
+                mounts[0].mount_path.as_str(),
+                mounts[0].read_only,
+                mounts[0].sub_path.as_deref()
+            ),
+            (format!("{mount}/{name}").as_str(), Some(true), None),
+            "{name}"
+        );
+    }
+
+    let https = c
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some("https"))
+        .expect("container port https");
+    assert_eq!(
+        (https.container_port, https.protocol.as_deref()),
+        (port, Some("TCP"))
+    );
+    for probe in [&c.liveness_probe, &c.readiness_probe] {
+        let get = probe.as_ref().unwrap().http_get.as_ref().unwrap();
+        assert_eq!(
+            get.port,
+            IntOrString::String("admin".into()),
+            "probes unchanged"
+        );
+    }
+
+    let svc: Service = m.named("Service", RELEASE);
+    let spec = svc.spec.unwrap();
+    let https = spec
+        .ports
+        .unwrap()
+        .into_iter()
+        .find(|p| p.name.as_deref() == Some("https"))
+        .expect("Service port https");
+    assert_eq!(
+        (
+            https.port,
+            https.target_port,
+            https.protocol.as_deref(),
+            https.node_port
+        ),
+        (
+            service_port,
+            Some(IntOrString::String("https".into())),
+            Some("TCP"),
+            node_port
+        )
+    );
 }
 
 fn pod_spec(deploy: &Deployment) -> &PodSpec {

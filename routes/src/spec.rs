@@ -282,6 +282,10 @@ pub struct Timeouts {
     pub connect: Duration,
     #[serde(serialize_with = "duration_str")]
     pub response: Duration,
+    /// An upgraded connection (WebSocket) with no byte either way for this
+    /// long is closed, as HAProxy's `timeout tunnel`.
+    #[serde(rename = "tunnelIdle", serialize_with = "duration_str")]
+    pub tunnel_idle: Duration,
 }
 
 impl Default for Timeouts {
@@ -289,6 +293,7 @@ impl Default for Timeouts {
         Timeouts {
             connect: Duration::from_secs(1),
             response: Duration::from_secs(30),
+            tunnel_idle: Duration::from_secs(3600),
         }
     }
 }

@@ -30,7 +30,7 @@ routes:
     backend:
       algorithm: consistentHash
       endpoints: [http://10.0.0.1:8080, "https://[::1]:8443"]
-      timeouts: {connect: 100ms, response: 1m30s}
+      timeouts: {connect: 100ms, response: 1m30s, tunnelIdle: 10m}
       retries: 3
   - name: static
     match: {pathPrefix: /static/, pathRegex: "^/static/v[0-9]+/", method: [GET, HEAD]}
@@ -96,6 +96,7 @@ fn every_field_of_a_full_route() {
     );
     assert_eq!(p.backend.timeouts.connect, Duration::from_millis(100));
     assert_eq!(p.backend.timeouts.response, Duration::from_secs(90));
+    assert_eq!(p.backend.timeouts.tunnel_idle, Duration::from_secs(600));
     assert_eq!(p.backend.retries, 3);
 
     let s = t.get("static").unwrap();
@@ -142,6 +143,7 @@ fn defaults() {
     assert_eq!(a.backend.algorithm, Algorithm::ConsistentHash);
     assert_eq!(a.backend.timeouts.connect, Duration::from_secs(1));
     assert_eq!(a.backend.timeouts.response, Duration::from_secs(30));
+    assert_eq!(a.backend.timeouts.tunnel_idle, Duration::from_secs(3600));
     assert_eq!(a.backend.retries, 1);
     assert_eq!(
         a.backend.passive_health_check,
@@ -223,6 +225,7 @@ fn serialises_to_json_as_in_the_file() {
     assert_eq!(p["backend"]["algorithm"], "consistentHash");
     assert_eq!(p["backend"]["endpoints"][0], "http://10.0.0.1:8080");
     assert_eq!(p["backend"]["timeouts"]["response"], "1m30s");
+    assert_eq!(p["backend"]["timeouts"]["tunnelIdle"], "10m");
     assert_eq!(p["balanceFactor"], 1.5);
     let s = &json["routes"][1];
     assert_eq!(s["backend"]["service"]["port"], "http");

@@ -97,3 +97,32 @@ splitList "," | compact | uniq. Empty means cluster-wide.
 {{- if kindIs "string" $ns }}{{ $ns = splitList "," $ns }}{{ end }}
 {{- range $ns }}{{ trim . }},{{ end }}
 {{- end }}
+
+{{/*
+TLS settings that the schema cannot check: with tls.enabled, at least one Secret, each named once,
+and a listener port of its own. Renders nothing; fails the render with the reason.
+*/}}
+{{- define "ringress.tls.validate" -}}
+{{- $tls := .Values.tls }}
+{{- if $tls.enabled }}
+{{- if not $tls.secrets }}
+{{- fail "tls.enabled is true but tls.secrets is empty: name at least one kubernetes.io/tls Secret (keys tls.crt, tls.key), e.g. tls.secrets: [{name: shop-tls}]; the first is the default certificate" }}
+{{- end }}
+{{- $seen := dict }}
+{{- range $i, $secret := $tls.secrets }}
+{{- if not $secret.name }}
+{{- fail (printf "tls.secrets[%d] has no name: each entry names a kubernetes.io/tls Secret, e.g. {name: shop-tls}" $i) }}
+{{- end }}
+{{- if hasKey $seen $secret.name }}
+{{- fail (printf "tls.secrets[%d]: Secret %s is listed twice" $i $secret.name) }}
+{{- end }}
+{{- $_ := set $seen $secret.name true }}
+{{- end }}
+{{- if has (int $tls.port) (list (int .Values.listenPort) (int .Values.adminPort)) }}
+{{- fail (printf "tls.port (%d) must differ from listenPort (%d) and adminPort (%d)" (int $tls.port) (int .Values.listenPort) (int .Values.adminPort)) }}
+{{- end }}
+{{- if eq (int $tls.servicePort) (int .Values.service.port) }}
+{{- fail (printf "tls.servicePort (%d) must differ from service.port" (int $tls.servicePort)) }}
+{{- end }}
+{{- end }}
+{{- end }}

@@ -5,6 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub struct Entry<'a> {
     pub client: Option<IpAddr>,
+    pub protocol: &'static str,
+    pub scheme: &'static str,
     pub method: &'a str,
     pub host: Option<&'a str>,
     pub path: &'a str,
@@ -24,6 +26,8 @@ pub fn write(e: &Entry<'_>) {
     let line = serde_json::json!({
         "ts": ts,
         "client": e.client.map(|ip| ip.to_string()),
+        "protocol": e.protocol,
+        "scheme": e.scheme,
         "method": e.method,
         "host": e.host,
         "path": e.path,

@@ -46,6 +46,8 @@ pub struct Metrics {
     pub reload_failures: IntCounter,
     pub route_generation: IntGauge,
     pub reload_seconds: Histogram,
+    /// Upgraded connections (WebSocket) open now.
+    pub tunnels_open: IntGauge,
     pub rejected: Rejections,
     routes: Mutex<HashMap<String, Arc<RouteMetrics>>>,
 }
@@ -267,6 +269,11 @@ impl Metrics {
             .buckets(RELOAD_BUCKETS.to_vec()),
         )
         .unwrap();
+        let tunnels_open = IntGauge::new(
+            "ringress_tunnels_open",
+            "Upgraded connections (WebSocket) open now",
+        )
+        .unwrap();
         let rejected_vec = IntCounterVec::new(
             Opts::new(
                 "ringress_rejected_requests_total",
@@ -291,6 +298,7 @@ impl Metrics {
             Box::new(reload_failures.clone()),
             Box::new(route_generation.clone()),
             Box::new(reload_seconds.clone()),
+            Box::new(tunnels_open.clone()),
         ] {
             registry.register(c).unwrap();
         }
@@ -308,6 +316,7 @@ impl Metrics {
             reload_failures,
             route_generation,
             reload_seconds,
+            tunnels_open,
             rejected,
             routes: Mutex::new(HashMap::new()),
         }

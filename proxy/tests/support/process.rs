@@ -135,7 +135,8 @@ impl Ringress {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
             )
-            .stdout(Stdio::null())
+            // The access log (`--access-log`), for tests that read it.
+            .stdout(std::fs::File::create(dir.join("stdout.log")).expect("stdout file"))
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start ringress");
@@ -146,6 +147,11 @@ impl Ringress {
             dir,
             routes,
         }
+    }
+
+    /// What the binary wrote to stdout so far: access-log lines.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stdout.log")).unwrap_or_default()
     }
 
     pub fn wait_ready(&mut self) {

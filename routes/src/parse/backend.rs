@@ -67,11 +67,16 @@ pub(super) fn parse_backend(r: &mut Reader<'_>, node: &Node) -> Option<Backend> 
     }
     let mut timeouts = Timeouts::default();
     if let Some(v) = f.get("timeouts") {
-        match r.fields(v, "backend.timeouts", &["connect", "response"]) {
+        match r.fields(
+            v,
+            "backend.timeouts",
+            &["connect", "response", "tunnelIdle"],
+        ) {
             Some(t) => {
                 for (key, slot) in [
                     ("connect", &mut timeouts.connect),
                     ("response", &mut timeouts.response),
+                    ("tunnelIdle", &mut timeouts.tunnel_idle),
                 ] {
                     if let Some(v) = t.get(key) {
                         match r.duration(v, &format!("backend.timeouts.{key}")) {

@@ -14,6 +14,10 @@ pub struct Finished<'a> {
     pub host: Option<&'a str>,
     pub path: &'a str,
     pub client: Option<IpAddr>,
+    /// `HTTP/1.1`, `HTTP/1.0` or `HTTP/2`, as the client spoke.
+    pub protocol: &'static str,
+    /// `https` when the client came through the TLS listener.
+    pub scheme: &'static str,
     /// The status the client got; 0 when the response was cut after its head
     /// or never written (counted as `other`).
     pub status: u16,
@@ -51,6 +55,8 @@ pub fn finish(
     if plane.access_log {
         access_log::write(&access_log::Entry {
             client: done.client,
+            protocol: done.protocol,
+            scheme: done.scheme,
             method: done.method,
             host: done.host,
             path: done.path,

@@ -1,13 +1,16 @@
 //! The state of one client connection shared by the front door's stream
 //! wrapper, its request loop and pingora's `new_ctx`: which phase the current
 //! request is in, and bytes to replay into pingora's pipeline.
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Mutex;
 
 use bytes::Bytes;
 use tokio::io::ReadBuf;
 
+use std::time::Duration;
+
 use crate::data::metrics::Reject;
+use crate::data::table::now_ms;
 
 // Phases of the current request, as seen by the wrapper.
 pub const IDLE: u8 = 0;
@@ -42,6 +45,16 @@ pub struct Watch {
     /// Set while `replay` holds bytes the fast path read and handed to pingora.
     pub replaying: AtomicBool,
     replay: Mutex<Bytes>,
+    /// Upgrade requests: how long the connection may go without a byte
+    /// either way (ms; 0: not watched). See [`watch_inactivity`].
+    pub inactive_limit_ms: AtomicU64,
+    /// When a byte last passed either way ([`now_ms`] clock).
+    pub last_active_ms: AtomicU64,
+    /// The limit passed: reads from the client now fail, which ends the
+    /// request through pingora's own error path.
+    pub inactive_expired: AtomicBool,
+    /// The endpoint answered the upgrade with 101: the limit is the tunnel's.
+    pub tunnel: AtomicBool,
 }
 
 impl Watch {
@@ -79,6 +92,61 @@ impl Watch {
             _ => Reject::HeaderTimeout,
         }
     }
+}
+
+impl Watch {
+    /// Notes a byte passing either way, while inactivity is watched.
+    #[inline]
+    pub fn active(&self) {
+        if self.inactive_limit_ms.load(Relaxed) != 0 {
+            self.last_active_ms.store(now_ms(), Relaxed);
+        }
+    }
+
+    /// When the connection expires if nothing passes (`now_ms` clock).
+    pub fn inactive_deadline_ms(&self) -> Option<u64> {
+        match self.inactive_limit_ms.load(Relaxed) {
+            0 => None,
+            limit => Some(self.last_active_ms.load(Relaxed).saturating_add(limit)),
+        }
+    }
+
+    /// Clears the inactivity watch for the connection's next request.
+    pub fn reset_inactivity(&self) {
+        // Every request passes here; only an upgrade request set anything.
+        if self.inactive_limit_ms.load(Relaxed) == 0 {
+            return;
+        }
+        self.inactive_limit_ms.store(0, Relaxed);
+        self.inactive_expired.store(false, Relaxed);
+        self.tunnel.store(false, Relaxed);
+    }
+}
+
+/// From now on, the current request ends once no byte passed either way for
+/// `limit` (the front door's timer enforces it). Used for upgrade requests,
+/// whose endpoint reads have no per-read timeout: a tunnel may be quiet one
+/// way for as long as the other way talks. `tunnel`: the upgrade succeeded.
+pub fn watch_inactivity(limit: Duration, tunnel: bool) {
+    let _ = WATCH.try_with(|w| {
+        w.last_active_ms.store(now_ms(), Relaxed);
+        w.inactive_limit_ms
+            .store((limit.as_millis() as u64).max(1), Relaxed);
+        w.tunnel.store(tunnel, Relaxed);
+    });
+}
+
+/// Whether the current request was ended by [`watch_inactivity`]'s limit,
+/// and whether it was a tunnel's.
+pub fn inactivity_expired() -> Option<bool> {
+    WATCH
+        .try_with(|w| {
+            w.inactive_expired
+                .load(Relaxed)
+                .then(|| w.tunnel.load(Relaxed))
+        })
+        .ok()
+        .flatten()
 }
 
 tokio::task_local! {

@@ -254,6 +254,7 @@ impl FastPath {
             attempts: Attempts::default(),
             status: 0,
             shutting_down,
+            scheme: conn.proto,
         };
         let keep = match routed {
             Ok(routed) => {
@@ -514,6 +515,8 @@ struct Exchange<'a> {
     status: u16,
     /// No keep-alive for the client once shutting down.
     shutting_down: bool,
+    /// `http`, or `https` on the TLS listener (the access log).
+    scheme: &'static str,
 }
 
 impl Exchange<'_> {
@@ -770,6 +773,8 @@ impl Exchange<'_> {
                 host: Some(self.req.host),
                 path: self.req.path,
                 client: self.req.client,
+                protocol: "HTTP/1.1",
+                scheme: self.scheme,
                 status: self.status,
                 start: self.start,
             },

@@ -40,6 +40,7 @@ use tokio::time::{Instant, Sleep};
 use crate::data::metrics::Reject;
 use crate::data::plane::DataPlane;
 use crate::data::policy::screen::Rules;
+use crate::data::table::now_ms;
 use crate::data::transport::conn_watch::{
     Watch, HEADER, IDLE, NO_REPLY, PARSED, TIMEOUT_REPLY, TOO_LARGE_REPLY, WATCH,
 };
@@ -177,6 +178,7 @@ impl Front {
         watch.reply.store(NO_REPLY, Relaxed);
         watch.answered_early.store(false, Relaxed);
         watch.connect.store(false, Relaxed);
+        watch.reset_inactivity();
         let mut request = std::pin::pin!(self.next_request(stream, conn, watch, shutdown));
         // The timer is re-armed lazily: a keep-alive request only moves the
         // deadline, and a timer that fires early (armed for an earlier
@@ -195,7 +197,16 @@ impl Front {
                 return Poll::Ready(Err(Some(reason)));
             }
             match watch.phase.load(Relaxed) {
-                PARSED => return Poll::Pending,
+                // An upgrade request or its tunnel: see `watch_inactivity`.
+                PARSED if !watch.inactive_expired.load(Relaxed) => {
+                    let Some(at) = watch.inactive_deadline_ms() else {
+                        return Poll::Pending;
+                    };
+                    deadline = Instant::now() + Duration::from_millis(at.saturating_sub(now_ms()));
+                    if timer.deadline() > deadline {
+                        timer.as_mut().reset(deadline);
+                    }
+                }
                 HEADER if !header_timer => {
                     header_timer = true;
                     deadline = Instant::now() + self.limits.header_timeout;
@@ -221,6 +232,15 @@ impl Front {
                 }
                 // The client does not even take the reply.
                 HEADER => return Poll::Ready(Err(Some(watch.reply_reason()))),
+                PARSED if !watch.inactive_expired.swap(true, Relaxed) => {
+                    // Reads from the client fail from now on: pingora ends
+                    // the request its own way (504 before a response head,
+                    // the tunnel closed after one) and records it.
+                    deadline = Instant::now() + REPLY_GRACE;
+                    timer.as_mut().reset(deadline);
+                }
+                // Stuck writing (nobody reads): dropped.
+                PARSED => return Poll::Ready(Err(None)),
                 _ => return Poll::Pending,
             }
         })
@@ -384,6 +404,9 @@ impl AsyncRead for Guarded {
             return Poll::Ready(Ok(()));
         }
         let phase = this.watch.phase.load(Relaxed);
+        if phase == PARSED && this.watch.inactive_expired.load(Relaxed) {
+            return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+        }
         if phase != PARSED {
             if this.watch.ended.load(Relaxed) != 0 {
                 return Poll::Pending;
@@ -441,7 +464,9 @@ impl AsyncRead for Guarded {
             }
             return Poll::Ready(Ok(()));
         }
-        if phase != PARSED {
+        if phase == PARSED {
+            this.watch.active();
+        } else {
             this.watch.phase.store(HEADER, Relaxed);
             if this.header_bytes < this.method.len() {
                 let from = this.header_bytes;
@@ -517,7 +542,11 @@ impl AsyncWrite for Guarded {
         if this.watch.phase.load(Relaxed) != PARSED {
             this.watch.answered_early.store(true, Relaxed);
         }
-        Pin::new(&mut this.inner).poll_write(cx, data)
+        let written = Pin::new(&mut this.inner).poll_write(cx, data);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            this.watch.active();
+        }
+        written
     }
 
     fn poll_write_vectored(
@@ -525,7 +554,12 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            this.watch.active();
+        }
+        written
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -9,6 +9,7 @@ pub mod lazy_timer;
 pub mod pingora;
 pub mod request_end;
 pub mod tls;
+pub mod upgrade;
 pub mod upstream_pool;
 
 /// Bytes of response buffered before a write to the client: pingora's

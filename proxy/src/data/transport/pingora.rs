@@ -26,7 +26,7 @@ use crate::data::policy::response::{self, BodyFraming, MAX_INTERIM_RESPONSES};
 use crate::data::policy::routing::{self, Permits};
 use crate::data::policy::screen::{self, has_content_length, Rules};
 use crate::data::table::{RouteRuntime, Runtime};
-use crate::data::transport::conn_watch;
+use crate::data::transport::{conn_watch, upgrade};
 
 /// Streams one HTTP/2 connection to an endpoint carries at once (pingora's
 /// default is 1: a connection per request). pingora opens another connection
@@ -165,6 +165,8 @@ pub struct Ctx {
     _permits: Permits,
     /// Request body bytes read so far (counted only with `--max-request-body`).
     body_bytes: u64,
+    /// The endpoint answered the upgrade: counted open until the tunnel ends.
+    _tunnel: Option<upgrade::OpenTunnel>,
 }
 
 impl Ctx {
@@ -210,6 +212,14 @@ impl RequestParts for RequestView<'_> {
     #[inline]
     fn peer_ip(&self) -> Option<IpAddr> {
         self.peer
+    }
+}
+
+/// `https` for a client of the TLS listener.
+fn scheme(session: &Session) -> &'static str {
+    match session.digest().is_some_and(|d| d.ssl_digest.is_some()) {
+        true => "https",
+        false => "http",
     }
 }
 
@@ -333,6 +343,7 @@ impl ProxyHttp for Proxy {
             answered: None,
             _permits: Permits::default(),
             body_bytes: 0,
+            _tunnel: None,
         }
     }
 
@@ -456,6 +467,9 @@ impl ProxyHttp for Proxy {
             peer.options.verify_cert = tls.verify;
             peer.options.verify_hostname = tls.verify;
         }
+        if ctx.upgrade {
+            upgrade::awaiting_head(&mut peer, timeouts);
+        }
         Ok(Box::new(peer))
     }
 
@@ -569,10 +583,7 @@ impl ProxyHttp for Proxy {
             prior_for: prior_for.as_ref().map(|v| v.as_bytes()),
             client: client.as_ref().map_or(&[][..], IpText::as_bytes),
             host: host.as_ref().map(|v| v.as_bytes()),
-            proto: match session.digest().is_some_and(|d| d.ssl_digest.is_some()) {
-                true => "https",
-                false => "http",
-            },
+            proto: scheme(session),
         };
         let mut failed = None;
         forwarded.each(route_headers, |name, value| {
@@ -647,6 +658,10 @@ impl ProxyHttp for Proxy {
         ctx.upstream_responded = true;
         ctx.attempts.responded();
         ctx.close_delimited = framing == BodyFraming::UntilClose && status != 101;
+        if let (101, Some(rr)) = (status, rr) {
+            upgrade::tunnel_opened(session, &rr.route.backend.timeouts);
+            ctx._tunnel = Some(upgrade::OpenTunnel::new(&self.plane.metrics.tunnels_open));
+        }
         // The proxy speaks HTTP/1.1 to its client whatever the endpoint spoke.
         upstream.set_version(http::Version::HTTP_11);
         if framing == BodyFraming::Chunked {
@@ -734,7 +749,10 @@ impl ProxyHttp for Proxy {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
-        let error = ctx.failure.unwrap_or_else(|| from_pingora(e));
+        let error = ctx
+            .failure
+            .or_else(upgrade::timed_out)
+            .unwrap_or_else(|| from_pingora(e));
         // pingora honours reuse only for errors before an upstream was chosen;
         // otherwise it closes, and the client should be told.
         let reusable_after = !ctx.peer_chosen;
@@ -751,7 +769,9 @@ impl ProxyHttp for Proxy {
         // A response that failed after its head went out (upstream reset
         // mid-body, client gone) was not served: it counts as "other", not
         // under the status its head announced.
-        let cut = e.is_some() && ctx.answered.is_none();
+        // A tunnel served its 101 however it ends (either side closing,
+        // idle, shutdown).
+        let cut = e.is_some() && ctx.answered.is_none() && !session.was_upgraded();
         let status = match session.response_written() {
             _ if cut => 0,
             // The status the proxy decided, also when a gRPC answer carried
@@ -770,6 +790,12 @@ impl ProxyHttp for Proxy {
                 host: RequestView { req, peer: None }.host(),
                 path: req.uri.path(),
                 client: client_ip(session),
+                protocol: match req.version {
+                    http::Version::HTTP_2 => "HTTP/2",
+                    http::Version::HTTP_10 => "HTTP/1.0",
+                    _ => "HTTP/1.1",
+                },
+                scheme: scheme(session),
                 status,
                 start: ctx.start,
             },
