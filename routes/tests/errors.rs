@@ -98,7 +98,7 @@ fn unknown_keys_at_every_level_point_at_the_key() {
             "routes.yaml:7:30: route \"r\": unknown key \"size\" in filter lifoGroup (expected one of: name, maxConcurrency, maxQueueSize, timeout)",
             "routes.yaml:8:47: route \"r\": unknown key \"extra\" in filter setRequestHeader (expected one of: name, value)",
             "routes.yaml:11:31: route \"r\": unknown key \"read\" in backend.timeouts (expected one of: connect, response, tunnelIdle)",
-            "routes.yaml:12:7: route \"r\": unknown key \"retry\" in backend (expected one of: algorithm, endpoints, service, status, timeouts, retries, passiveHealthCheck)",
+            "routes.yaml:12:7: route \"r\": unknown key \"retry\" in backend (expected one of: algorithm, endpoints, service, status, timeouts, retries, passiveHealthCheck, protocol, tls)",
         ]
     );
 }
