@@ -160,3 +160,101 @@ fn load_cert_key(cert: &Path, key: &Path) -> Result<Arc<CertKey>, (Which, String
     let chain = certs.into_iter().map(|c| c.as_ref().to_vec()).collect();
     Ok(Arc::new(CertKey::new(chain, raw_key)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Dir(PathBuf);
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn dir(tag: &str) -> Dir {
+        let path = std::env::temp_dir().join(format!(
+            "ringress-upstream-tls-{tag}-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        Dir(path)
+    }
+
+    /// A self-signed certificate and its key, as PEM.
+    fn pair() -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["a.test".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn table(tls: &str) -> RouteTable {
+        let yaml = format!(
+            "routes:\n  - name: r\n    backend:\n      endpoints: [https://a:1]\n      tls:\n{tls}"
+        );
+        RouteTable::parse("unused", &yaml).unwrap()
+    }
+
+    #[test]
+    fn relative_paths_are_beside_the_route_file() {
+        let d = dir("relative");
+        let (cert, key) = pair();
+        std::fs::write(d.0.join("ca.pem"), &cert).unwrap();
+        std::fs::write(d.0.join("c.pem"), &cert).unwrap();
+        std::fs::write(d.0.join("k.pem"), &key).unwrap();
+        let origin = d.0.join("routes.yaml").display().to_string();
+        let files = TlsFiles::load(
+            &origin,
+            &table(
+                "        ca: ca.pem\n        clientCertificate: c.pem\n        clientKey: k.pem\n",
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let loaded = files.get("r").expect("route r's files");
+        assert_eq!(loaded.ca.as_ref().map(|ca| ca.len()), Some(1));
+        assert!(loaded.client_cert_key.is_some());
+        assert!(loaded.verify);
+        assert!(files.get("other").is_none());
+    }
+
+    #[test]
+    fn each_bad_file_is_an_error_at_the_line_naming_it() {
+        let d = dir("bad");
+        let (cert, _) = pair();
+        let (_, other_key) = pair();
+        std::fs::write(d.0.join("c.pem"), &cert).unwrap();
+        std::fs::write(d.0.join("k.pem"), &other_key).unwrap();
+        std::fs::write(d.0.join("empty.pem"), "").unwrap();
+        let origin = d.0.join("routes.yaml").display().to_string();
+        let errors = TlsFiles::load(
+            &origin,
+            &table("        ca: empty.pem\n        clientCertificate: c.pem\n        clientKey: k.pem\n"),
+        )
+        .err()
+        .expect("errors");
+        let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(lines.len(), 2, "{lines:#?}");
+        assert!(
+            lines[0].starts_with(&format!(
+                "{origin}:6:13: route \"r\": backend.tls.ca \"empty.pem\": no PEM certificate"
+            )),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].starts_with(&format!(
+                "{origin}:8:20: route \"r\": backend.tls.clientKey \"k.pem\": does not fit the certificate"
+            )),
+            "{}",
+            lines[1]
+        );
+        let missing = TlsFiles::load(&origin, &table("        ca: nowhere.pem\n"))
+            .err()
+            .expect("a missing file");
+        assert_eq!((missing.0[0].line, missing.0[0].column), (6, 13));
+    }
+}
