@@ -129,6 +129,11 @@ impl Service<http::Request<Body>> for Pod {
             Ok(match req.uri().path() {
                 "/test.Pod/Who" => grpc.unary(Who(pod), req).await,
                 "/test.Pod/Count" => grpc.server_streaming(Count(pod), req).await,
+                "/test.Pod/Slow" => {
+                    // Longer than the `slow` route's response timeout.
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    grpc.unary(Who(pod), req).await
+                }
                 _ => Status::unimplemented("no such method").into_http(),
             })
         })
@@ -165,8 +170,9 @@ fn start_pods(
     (addrs, accepted)
 }
 
-/// `pods`: a route keyed by the `x-user` header over them; `dead`: an
-/// endpoint nobody listens on.
+/// `pods`: a route keyed by the `x-user` header over them; `slow`: the
+/// first pod with a short response timeout; `dead`: an endpoint nobody
+/// listens on.
 fn routes(pods: &[SocketAddr], dead: SocketAddr) -> String {
     let endpoints: Vec<String> = pods.iter().map(|a| format!("http://{a}")).collect();
     format!(
@@ -178,6 +184,12 @@ fn routes(pods: &[SocketAddr], dead: SocketAddr) -> String {
     backend:
       protocol: h2c
       endpoints: [{}]
+  - name: slow
+    match: {{path: /test.Pod/Slow}}
+    backend:
+      protocol: h2c
+      timeouts: {{response: 300ms}}
+      endpoints: [{}]
   - name: dead
     match: {{pathPrefix: /test.Dead/}}
     backend:
@@ -185,7 +197,8 @@ fn routes(pods: &[SocketAddr], dead: SocketAddr) -> String {
       retries: 0
       endpoints: [http://{dead}]
 "#,
-        endpoints.join(", ")
+        endpoints.join(", "),
+        endpoints[0]
     )
 }
 
@@ -252,7 +265,11 @@ fn unary_calls_reach_the_same_pod_for_the_same_key() {
         }
         assert!(pods.len() > 1, "keys spread over pods: {pods:?}");
     });
-    assert!(rg.metric_sum("ringress_requests_total", &["route=\"pods\"", "2xx"]) >= 41.0);
+    // Recorded once each response is out, which may be just after the
+    // client has it.
+    support::eventually(Duration::from_secs(5), "41 requests counted", || {
+        (rg.metric_sum("ringress_requests_total", &["route=\"pods\"", "2xx"]) >= 41.0).then_some(())
+    });
 }
 
 #[test]
@@ -302,6 +319,11 @@ fn the_proxy_s_own_errors_are_grpc_statuses() {
             (err.code(), err.message()),
             (Code::Unavailable, "all endpoints failed")
         );
+        let err = who(&mut c, "/test.Pod/Slow", "carol").await.unwrap_err();
+        assert_eq!(
+            (err.code(), err.message()),
+            (Code::DeadlineExceeded, "upstream timeout")
+        );
         let err = who(&mut c, "/nowhere.Svc/Call", "carol").await.unwrap_err();
         assert_eq!(
             (err.code(), err.message()),
@@ -320,8 +342,10 @@ fn the_proxy_s_own_errors_are_grpc_statuses() {
             ],
         )
     };
-    assert_eq!(count("dead", "5xx"), 1.0);
-    assert_eq!(count("dead", "2xx"), 0.0);
+    support::eventually(Duration::from_secs(5), "the answers counted", || {
+        (count("dead", "5xx") == 1.0 && count("slow", "5xx") == 1.0).then_some(())
+    });
+    assert_eq!(count("dead", "2xx") + count("slow", "2xx"), 0.0);
 }
 
 #[test]
