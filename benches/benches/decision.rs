@@ -95,6 +95,8 @@ fn decision(c: &mut Criterion) {
                     client: req.peer_ip(),
                     status: 200,
                     start,
+                    protocol: "HTTP/1.1",
+                    scheme: "http",
                 };
                 record::finish(plane, Some(rr), &attempts, &done);
             })
