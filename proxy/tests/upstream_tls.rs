@@ -239,3 +239,33 @@ fn h2_by_alpn_to_an_http2_only_endpoint_with_response_trailers() {
     // them, this tells and the README's note goes.
     assert_eq!(seen.trailers, None);
 }
+
+#[test]
+fn a_connection_verified_for_one_route_s_ca_does_not_serve_another_route() {
+    let pki = Pki::new("pool");
+    let cert = pki.issue("server", &["127.0.0.1"], false);
+    let backend = HttpsBackend::start("shared", server_config(&cert, None, &[]));
+    let yaml = format!(
+        "routes:
+  - name: trusting
+    match: {{pathPrefix: /trusting}}
+    backend:
+      endpoints: [{url}]
+      tls: {{ca: {ca}}}
+  - name: system-roots
+    match: {{pathPrefix: /system}}
+    backend:
+      endpoints: [{url}]
+",
+        url = backend.url(),
+        ca = yaml_path(&pki.ca_pem())
+    );
+    let rg = Ringress::start(&yaml);
+    let mut client = rg.client();
+    // A kept-alive connection to the endpoint is in pingora's pool now...
+    assert_eq!(client.get("/trusting").unwrap().status, 200);
+    assert_eq!(client.get("/trusting").unwrap().status, 200);
+    // ...and the route that trusts only the system roots must not use it.
+    assert_eq!(client.get("/system").unwrap().status, 502);
+    assert_eq!(backend.hits(), 2);
+}

@@ -5,6 +5,7 @@
 //! keeps the previous table. Called at start-up and from the reload's
 //! blocking thread (`control/route_file.rs`): never on a runtime thread.
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -94,10 +95,22 @@ fn load_one(
     };
     ok.then(|| TlsClient {
         server_name: spec.server_name.clone(),
+        pool_key: pool_key(ca.as_deref()),
         ca,
         client_cert_key,
         verify: !spec.insecure_skip_verify,
     })
+}
+
+/// Tells pooled connections apart by the CAs they were verified against
+/// (see [`TlsClient::pool_key`]); nonzero, so it never matches routes without
+/// `tls`, whose peers keep pingora's default of 0.
+fn pool_key(ca: Option<&CaType>) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for cert in ca.into_iter().flatten() {
+        cert.borrow_raw_cert().hash(&mut hasher);
+    }
+    hasher.finish().max(1)
 }
 
 fn resolve(base: &Path, path: &str) -> PathBuf {

@@ -61,6 +61,12 @@ pub struct TlsClient {
     pub client_cert_key: Option<Arc<CertKey>>,
     /// `false` with `insecureSkipVerify: true`.
     pub verify: bool,
+    /// Set as the peer's `group_key`: pingora's connection pool tells peers
+    /// apart by address, SNI, client certificate and verify flags, not by
+    /// the CAs trusted, so without it a connection verified against one
+    /// route's CA could serve a route trusting others. A hash of the CA
+    /// certificates: the same files keep their pooled connections across reloads.
+    pub pool_key: u64,
 }
 
 pub struct RouteRuntime {

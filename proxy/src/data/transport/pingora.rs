@@ -466,6 +466,7 @@ impl ProxyHttp for Proxy {
             peer.client_cert_key = tls.client_cert_key.clone();
             peer.options.verify_cert = tls.verify;
             peer.options.verify_hostname = tls.verify;
+            peer.group_key = tls.pool_key;
         }
         if ctx.upgrade {
             upgrade::awaiting_head(&mut peer, timeouts);
