@@ -376,6 +376,13 @@ fn an_http1_client_reaches_an_h2c_endpoint_and_gets_grpc_answers() {
     assert_eq!(r.body, "");
     let r = support::client::get(rg.listen, "/test.Dead/Who").unwrap();
     assert_eq!(r.status, 502, "not gRPC: a plain answer");
+
+    // A bodiless GET is one the fast path could carry; it leaves h2c routes
+    // to pingora, which speaks HTTP/2 to the pod (HTTP/1.1 would not get a
+    // gRPC status back from it).
+    let r = support::client::get(rg.listen, "/test.Pod/Who").unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.header("grpc-status").is_some(), "{r:?}");
 }
 
 #[test]
