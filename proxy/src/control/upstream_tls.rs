@@ -6,7 +6,7 @@
 //! blocking thread (`control/route_file.rs`): never on a runtime thread.
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use pingora::protocols::tls::CaType;
@@ -68,16 +68,21 @@ fn load_one(
     fail: &mut impl FnMut(&FileRef, String),
 ) -> Option<TlsClient> {
     let mut ok = true;
-    let ca = spec.ca.as_ref().and_then(|file| {
-        let loaded = load_ca(&resolve(base, &file.path));
-        loaded
-            .map_err(|why| fail(file, format!("backend.tls.ca {:?}: {why}", file.path)))
-            .map_err(|()| ok = false)
-            .ok()
-    });
+    let ca = match &spec.ca {
+        Some(file) => match load_ca(&base.join(&file.path)) {
+            Ok(ca) => Some(ca),
+            Err(why) => {
+                fail(file, format!("backend.tls.ca {:?}: {why}", file.path));
+                ok = false;
+                None
+            }
+        },
+        None => None,
+    };
     let client_cert_key = match (&spec.client_certificate, &spec.client_key) {
         (Some(cert), Some(key)) => {
-            match load_cert_key(&resolve(base, &cert.path), &resolve(base, &key.path)) {
+            // An absolute path replaces `base` in `join`.
+            match load_cert_key(&base.join(&cert.path), &base.join(&key.path)) {
                 Ok(pair) => Some(pair),
                 Err((which, why)) => {
                     let (file, name) = match which {
@@ -111,10 +116,6 @@ fn pool_key(ca: Option<&CaType>) -> u64 {
         cert.borrow_raw_cert().hash(&mut hasher);
     }
     hasher.finish().max(1)
-}
-
-fn resolve(base: &Path, path: &str) -> PathBuf {
-    base.join(path)
 }
 
 /// Every certificate in a PEM file, each checked as pingora's connector
@@ -176,6 +177,8 @@ fn load_cert_key(cert: &Path, key: &Path) -> Result<Arc<CertKey>, (Which, String
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     struct Dir(PathBuf);
