@@ -69,12 +69,11 @@ Groups = %s
 """ % (SUITE, GROUP)
 
 
-def cases():
-    """(name, kind, connections, streams per connection) in the order they run."""
-    return [("handshake c16", "handshake", 16, 1), ("handshake c64", "handshake", 64, 1),
-            ("h2 c16 m16", "h2", 16, 16), ("h2 c64 m10", "h2", 64, 10),
-            ("h2c c16 m16", "h2c", 16, 16), ("h2c c64 m10", "h2c", 64, 10),
-            ("h1 TLS keep-alive c64", "h1", 64, 1)]
+# (name, kind, connections, streams per connection) in the order they run.
+CASES = [("handshake c16", "handshake", 16, 1), ("handshake c64", "handshake", 64, 1),
+         ("h2 c16 m16", "h2", 16, 16), ("h2 c64 m10", "h2", 64, 10),
+         ("h2c c16 m16", "h2c", 16, 16), ("h2c c64 m10", "h2c", 64, 10),
+         ("h1 TLS keep-alive c64", "h1", 64, 1)]
 
 
 def make_cert(d):
@@ -133,6 +132,7 @@ def run_handshakes(conns, seconds, env):
                                       text=True, env=env))
     outs = [p.communicate(timeout=seconds + 60)[0] for p in procs]
     wall = time.monotonic() - t0
+    # s_time gives up at its first failed connection: a failed process is one error.
     done = errors = 0
     for p, out in zip(procs, outs):
         m = re.search(r"^(\d+) connections in [\d.]+ real seconds, (\d+) bytes read per connection",
@@ -247,6 +247,10 @@ def fmt(x, digits=1):
     return "–" if x is None else "%.*f" % (digits, x)
 
 
+def ratio(x):
+    return "–" if x is None else "%.2f×" % x
+
+
 def summarize(rows, targets):
     out = {}
     for case, by_target in rows.items():
@@ -290,7 +294,6 @@ def markdown(a, targets, summary, tls, versions):
         "| p50 ms | p99 ms | max ms | errors |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    ratio = lambda x: "%.2f×" % x if x is not None else "–"  # noqa: E731
     for case, by_target in summary.items():
         for t in targets:
             m = by_target[t]
@@ -305,11 +308,13 @@ def markdown(a, targets, summary, tls, versions):
     lines += [
         "",
         "Per s: handshakes/s (handshake rows: one full TLS 1.3 handshake and one HTTP/1.0 GET per "
-        "connection, `openssl s_time -new`, N processes), else requests/s. CPU µs each: user+system "
+        "connection, `openssl s_time -new`, N processes, over the wall time of the group, start-up "
+        "included), else requests/s. CPU µs each: user+system "
         "CPU of the proxy's processes over the measured run divided by the handshakes or requests "
         "done. The load generators and the backends share the other core, so the rates are often "
         "bound by that core: CPU per handshake or request is the figure that compares proxies. "
-        "h2 latency: h2load's per-request log (exact percentiles); h1: wrk; handshakes: none.",
+        "h2 latency: h2load's per-request log (exact percentiles); h1: wrk; handshakes: none. "
+        "Errors: h2load's failed requests, wrk's errors and non-2xx, failed s_time processes.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -367,7 +372,7 @@ def main():
         f.write(CLIENT_OPENSSL_CONF)
     env = {"OPENSSL_CONF": conf}  # for the clients only, never the proxies
     crt, key, pem = make_cert(d)
-    todo = [c for c in cases() if c[1] in kinds]
+    todo = [c for c in CASES if c[1] in kinds]
     rows, tls = measure(a, todo, targets, d, dict(os.environ, **env), makers(d, a.binary, crt,
                                                                               key, pem))
     summary = summarize(rows, targets)
