@@ -129,7 +129,8 @@ http { access_log off; sendfile on; tcp_nodelay on;
     return ["nginx", "-p", d, "-c", path]
 
 
-def haproxy_cmd(d):
+def haproxy_cmd(d, binds=(LISTEN,)):
+    """binds: what follows `bind` on each of the frontend's bind lines (tls_h2.py adds TLS, h2c)."""
     servers = "\n".join("  server b%d 127.0.0.1:%d" % (i + 1, p) for i, p in enumerate(PORTS))
     conf = """global
   nbthread 1
@@ -141,21 +142,23 @@ defaults
   timeout server 30s
   http-reuse always
 frontend fe
-  bind %s
+%s
   default_backend be
 backend be
   balance uri
   hash-type consistent
   hash-balance-factor 200
 %s
-""" % (LISTEN, servers)
+""" % ("\n".join("  bind " + b for b in binds), servers)
     path = os.path.join(d, "haproxy.cfg")
     with open(path, "w") as f:
         f.write(conf)
     return ["haproxy", "-db", "-f", path]
 
 
-def nginx_cmd(d):
+def nginx_cmd(d, listens=(LISTEN,), server_extra=""):
+    """listens: what follows `listen` on each of the server's listen lines; server_extra:
+    directives added to that server block (tls_h2.py: certificate, http2)."""
     servers = "\n".join("    server 127.0.0.1:%d;" % p for p in PORTS)
     conf = """daemon off; worker_processes 1; pid %s/proxy.pid; error_log %s/proxy.err;
 events { worker_connections 8192; }
@@ -163,11 +166,12 @@ http { access_log off;
   upstream be { hash $request_uri consistent;
 %s
     keepalive 256; }
-  server { listen %s; keepalive_requests 1000000;
+  server { %s keepalive_requests 1000000;%s
     location / { proxy_pass http://be; proxy_http_version 1.1;
       proxy_set_header Connection ""; } }
 }
-""" % (d, d, servers, LISTEN)
+""" % (d, d, servers, " ".join("listen %s;" % x for x in listens),
+       (" " + server_extra) if server_extra else "")
     path = os.path.join(d, "proxy.conf")
     with open(path, "w") as f:
         f.write(conf)
@@ -242,8 +246,8 @@ def group_cpu_seconds(pgid):
     return sum(group_split(pgid))
 
 
-def run_wrk(url, seconds, conns, zipf, think_ms=0):
-    env = dict(os.environ)
+def run_wrk(url, seconds, conns, zipf, think_ms=0, extra_env=None):
+    env = dict(os.environ, **(extra_env or {}))
     if zipf:
         env["ZIPF"] = "1"
     if think_ms:
