@@ -210,7 +210,10 @@ async fn pace(
         }
         if i < total {
             let wait = due(i).max(now + MIN_WAKE) - now;
-            timer.sleep(wait).await.map_err(|e| format!("timerfd: {e}"))?;
+            timer
+                .sleep(wait)
+                .await
+                .map_err(|e| format!("timerfd: {e}"))?;
         }
     }
     Ok(())
@@ -238,7 +241,10 @@ impl Timer {
         use std::os::fd::AsRawFd;
         let fd = self.0.get_ref().as_raw_fd();
         let spec = libc::itimerspec {
-            it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
             it_value: libc::timespec {
                 tv_sec: wait.as_secs() as libc::time_t,
                 // Zero would disarm it.
