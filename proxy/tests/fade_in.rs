@@ -227,11 +227,19 @@ fn retries_follow_the_ring_clockwise() {
         once > 0 && twice > 0,
         "both orders exercised: {once} {twice}"
     );
-    let served = proxy.metric_sum(
-        "ringress_retried_requests_total",
-        &[r#"route="products""#, r#"outcome="served""#],
+    // Counted once a response is out, a moment after the client has it: poll.
+    let want = (once + twice) as f64;
+    eventually(
+        Duration::from_secs(5),
+        "every retried request counted",
+        || {
+            let served = proxy.metric_sum(
+                "ringress_retried_requests_total",
+                &[r#"route="products""#, r#"outcome="served""#],
+            );
+            (served == want).then_some(())
+        },
     );
-    assert_eq!(served, (once + twice) as f64);
 
     // With one retry, keys whose first two pods refuse fail, counted as failed.
     let one_retry = routes.replace("retries: 2", "retries: 1");
@@ -253,9 +261,11 @@ fn retries_follow_the_ring_clockwise() {
         .unwrap();
     let resp = client.get(&format!("/products/{key}")).unwrap();
     assert_eq!(resp.status, 502, "{}", resp.body);
-    let failed = proxy.metric_sum(
-        "ringress_retried_requests_total",
-        &[r#"route="products""#, r#"outcome="failed""#],
-    );
-    assert_eq!(failed, 1.0);
+    eventually(Duration::from_secs(5), "the failed retry counted", || {
+        let failed = proxy.metric_sum(
+            "ringress_retried_requests_total",
+            &[r#"route="products""#, r#"outcome="failed""#],
+        );
+        (failed == 1.0).then_some(())
+    });
 }
