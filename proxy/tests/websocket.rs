@@ -288,14 +288,15 @@ fn echoes_both_ways_text_binary_and_a_large_message() {
         ws.close(None).await.unwrap();
         assert!(ends_within(&mut ws, WITHIN).await);
     });
-    assert_eq!(
-        proxy.metric_sum(
+    // The tunnel is one request, answered 101; recorded once it is torn
+    // down, a moment after the client saw the close: poll.
+    eventually(Duration::from_secs(5), "the tunnel recorded as 1xx", || {
+        let n = proxy.metric_sum(
             "ringress_requests_total",
-            &[r#"route="ws""#, r#"status_class="1xx""#]
-        ),
-        1.0,
-        "the tunnel is one request, answered 101"
-    );
+            &[r#"route="ws""#, r#"status_class="1xx""#],
+        );
+        (n == 1.0).then_some(())
+    });
     all_idle(&proxy, &pods);
 }
 
