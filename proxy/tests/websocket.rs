@@ -297,6 +297,19 @@ fn echoes_both_ways_text_binary_and_a_large_message() {
         );
         (n == 1.0).then_some(())
     });
+    // Its lifetime goes to the tunnel histogram, not the request latencies.
+    eventually(
+        Duration::from_secs(5),
+        "the tunnel's lifetime observed",
+        || {
+            let tunnels = proxy.metric("ringress_tunnel_duration_seconds_count", r#"route="ws""#);
+            (tunnels == 1.0).then_some(())
+        },
+    );
+    assert_eq!(
+        proxy.metric("ringress_request_duration_seconds_count", r#"route="ws""#),
+        0.0
+    );
     all_idle(&proxy, &pods);
 }
 

@@ -10,6 +10,11 @@ use prometheus::{
 };
 
 /// Latency buckets from 0.5 ms to 30 s: an ingress spans cache hits and slow batches.
+/// From a second to four hours: WebSocket sessions, not requests.
+const TUNNEL_BUCKETS: &[f64] = &[
+    1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
+];
+
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
@@ -36,6 +41,7 @@ pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     request_duration: HistogramVec,
+    tunnel_duration: HistogramVec,
     upstream_duration: HistogramVec,
     spills: IntCounterVec,
     retries: IntCounterVec,
@@ -60,6 +66,10 @@ pub struct RouteMetrics {
     /// out of the exposition.
     counters: [[OnceLock<IntCounter>; STATUS_CLASSES.len()]; METHODS.len()],
     pub duration: Histogram,
+    /// Upgraded connections' lifetimes, apart from `duration` (a WebSocket
+    /// open for an hour is not a slow request); created on first use.
+    tunnel_durations: HistogramVec,
+    tunnel_duration: OnceLock<Histogram>,
     pub spills: IntCounter,
     pub retries: IntCounter,
     /// Requests that were retried, by how they ended: `[served, failed]`.
@@ -68,6 +78,13 @@ pub struct RouteMetrics {
 }
 
 impl RouteMetrics {
+    /// Records an upgraded connection's lifetime, from its request to its close.
+    pub fn observe_tunnel(&self, seconds: f64) {
+        self.tunnel_duration
+            .get_or_init(|| self.tunnel_durations.with_label_values(&[&self.name]))
+            .observe(seconds);
+    }
+
     #[inline]
     pub fn count(&self, method: &str, status: u16) {
         let m = METHODS[..METHODS.len() - 1]
@@ -196,6 +213,15 @@ impl Metrics {
             &["route"],
         )
         .unwrap();
+        let tunnel_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "ringress_tunnel_duration_seconds",
+                "Lifetime of upgraded connections (WebSocket), from the request to the close, by route",
+            )
+            .buckets(TUNNEL_BUCKETS.to_vec()),
+            &["route"],
+        )
+        .unwrap();
         let upstream_duration = HistogramVec::new(
             HistogramOpts::new(
                 "ringress_upstream_duration_seconds",
@@ -288,6 +314,7 @@ impl Metrics {
             Box::new(requests.clone()) as Box<dyn Collector>,
             Box::new(rejected_vec),
             Box::new(request_duration.clone()),
+            Box::new(tunnel_duration.clone()),
             Box::new(upstream_duration.clone()),
             Box::new(spills.clone()),
             Box::new(retries.clone()),
@@ -306,6 +333,7 @@ impl Metrics {
             registry,
             requests,
             request_duration,
+            tunnel_duration,
             upstream_duration,
             spills,
             retries,
@@ -337,6 +365,8 @@ impl Metrics {
             name: route.to_string(),
             counters: Default::default(),
             duration: self.request_duration.with_label_values(&[route]),
+            tunnel_durations: self.tunnel_duration.clone(),
+            tunnel_duration: OnceLock::new(),
             spills: self.spills.with_label_values(&[route]),
             retries: self.retries.with_label_values(&[route]),
             retried: RETRY_OUTCOMES.map(|o| self.retried.with_label_values(&[route, o])),
@@ -359,6 +389,7 @@ impl Metrics {
             }
         }
         let _ = self.request_duration.remove_label_values(&[route]);
+        let _ = self.tunnel_duration.remove_label_values(&[route]);
         let _ = self.spills.remove_label_values(&[route]);
         let _ = self.retries.remove_label_values(&[route]);
         for outcome in RETRY_OUTCOMES {

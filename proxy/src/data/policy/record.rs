@@ -36,7 +36,11 @@ pub fn finish(
     let elapsed = now.saturating_duration_since(done.start);
     let metrics = rr.map_or(&plane.no_route, |rr| &rr.metrics);
     metrics.count(done.method, done.status);
-    metrics.duration.observe(elapsed.as_secs_f64());
+    match done.status {
+        // A tunnel's lifetime says nothing about request latency.
+        101 => metrics.observe_tunnel(elapsed.as_secs_f64()),
+        _ => metrics.duration.observe(elapsed.as_secs_f64()),
+    }
     if attempts.tries > 1 {
         metrics.retried[usize::from(!attempts.answered)].inc();
     }
