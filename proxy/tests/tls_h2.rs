@@ -11,56 +11,43 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
+use support::tls::Pki;
 use support::{consistent_routes, eventually, free_addr, Backend, Ringress};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-/// A test CA and the leaf certificates it signs.
-struct Pki {
-    ca: CertifiedIssuer<'static, KeyPair>,
-}
-
-/// A leaf certificate: PEM files' contents and its DER (to recognise it).
+/// A leaf certificate of the test CA: its PEM texts (for Secret updates) and
+/// its DER (to recognise it in a handshake).
 struct Leaf {
     cert_pem: String,
     key_pem: String,
     der: CertificateDer<'static>,
 }
 
-impl Pki {
-    fn new() -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "ringress test CA");
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        Self { ca }
+fn leaf(pki: &Pki, file: &str, names: &[&str]) -> Leaf {
+    let issued = pki.issue(file, names, false);
+    Leaf {
+        cert_pem: std::fs::read_to_string(&issued.cert_pem).unwrap(),
+        key_pem: std::fs::read_to_string(&issued.key_pem).unwrap(),
+        der: issued.chain[0].clone(),
     }
+}
 
-    fn leaf(&self, names: &[&str]) -> Leaf {
-        let key = KeyPair::generate().unwrap();
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let cert = CertificateParams::new(names)
-            .unwrap()
-            .signed_by(&key, &self.ca)
-            .unwrap();
-        Leaf {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            der: cert.der().clone(),
-        }
-    }
+fn roots(pki: &Pki) -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    roots.add(pki.ca_der()).unwrap();
+    roots
+}
 
-    fn roots(&self) -> RootCertStore {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.ca.der().clone()).unwrap();
-        roots
-    }
+/// A CA, an `a.test` certificate and the Secret directory holding it.
+fn a_test_secret(tag: &str) -> (Pki, Leaf, SecretDir) {
+    let pki = Pki::new(tag);
+    let a = leaf(&pki, "a", &["a.test"]);
+    let secret = SecretDir::new(&pki.dir, "a-secret", &a);
+    (pki, a, secret)
 }
 
 /// A certificate/key pair laid out as a Kubernetes Secret volume does it:
@@ -213,7 +200,7 @@ fn verifying_client(
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(versions)
         .unwrap()
-        .with_root_certificates(pki.roots())
+        .with_root_certificates(roots(pki))
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     TlsConnector::from(Arc::new(config))
@@ -330,11 +317,13 @@ fn three_pods() -> [Backend; 3] {
 
 #[test]
 fn sni_picks_the_certificate_that_names_the_host_and_the_first_pair_is_the_default() {
-    let pki = Pki::new();
-    let dir = support::process::temp_dir("tls-sni");
-    let a = pki.leaf(&["a.test", "*.a.test"]);
-    let b = pki.leaf(&["b.test"]);
-    let (a_dir, b_dir) = (SecretDir::new(&dir, "a", &a), SecretDir::new(&dir, "b", &b));
+    let pki = Pki::new("tls-sni");
+    let a = leaf(&pki, "a", &["a.test", "*.a.test"]);
+    let b = leaf(&pki, "b", &["b.test"]);
+    let (a_dir, b_dir) = (
+        SecretDir::new(&pki.dir, "a-secret", &a),
+        SecretDir::new(&pki.dir, "b-secret", &b),
+    );
     let pods = three_pods();
     let p = start_tls(&pods.iter().collect::<Vec<_>>(), &[&a_dir, &b_dir], &[]);
     runtime().block_on(async {
@@ -359,10 +348,7 @@ fn sni_picks_the_certificate_that_names_the_host_and_the_first_pair_is_the_defau
 
 #[test]
 fn the_same_key_reaches_the_same_pod_over_http1_h2_and_h2c() {
-    let pki = Pki::new();
-    let dir = support::process::temp_dir("tls-same-pod");
-    let a = pki.leaf(&["a.test"]);
-    let a_dir = SecretDir::new(&dir, "a", &a);
+    let (pki, _a, a_dir) = a_test_secret("tls-same-pod");
     let pods = three_pods();
     let p = start_tls(&pods.iter().collect::<Vec<_>>(), &[&a_dir], &[]);
     let port = p.tls.port();
@@ -409,10 +395,7 @@ fn curl_over_h2_reaches_the_same_pod_as_http1() {
     {
         panic!("curl is needed for this test (.ci/run installs it)");
     }
-    let pki = Pki::new();
-    let dir = support::process::temp_dir("tls-curl");
-    let a = pki.leaf(&["a.test"]);
-    let a_dir = SecretDir::new(&dir, "a", &a);
+    let (_pki, _a, a_dir) = a_test_secret("tls-curl");
     let pods = three_pods();
     let p = start_tls(&pods.iter().collect::<Vec<_>>(), &[&a_dir], &[]);
     let port = p.tls.port();
@@ -440,10 +423,7 @@ fn curl_over_h2_reaches_the_same_pod_as_http1() {
 
 #[test]
 fn requests_over_tls_are_forwarded_as_https() {
-    let pki = Pki::new();
-    let dir = support::process::temp_dir("tls-proto");
-    let a = pki.leaf(&["a.test"]);
-    let a_dir = SecretDir::new(&dir, "a", &a);
+    let (pki, _a, a_dir) = a_test_secret("tls-proto");
     let pod = Backend::start("pod-a");
     let p = start_tls(&[&pod], &[&a_dir], &[]);
     let port = p.tls.port();
@@ -473,11 +453,8 @@ fn requests_over_tls_are_forwarded_as_https() {
 /// connections open across it keep working, and no request fails.
 #[test]
 fn a_replaced_certificate_serves_the_next_handshake_and_drops_nothing() {
-    let pki = Pki::new();
-    let dir = support::process::temp_dir("tls-reload");
-    let old = pki.leaf(&["a.test"]);
-    let new = pki.leaf(&["a.test"]);
-    let secret = SecretDir::new(&dir, "a", &old);
+    let (pki, old, secret) = a_test_secret("tls-reload");
+    let new = leaf(&pki, "new", &["a.test"]);
     let pods = three_pods();
     let p = start_tls(&pods.iter().collect::<Vec<_>>(), &[&secret], &[]);
     let port = p.tls.port();
@@ -542,12 +519,9 @@ fn a_replaced_certificate_serves_the_next_handshake_and_drops_nothing() {
 /// logged; once fixed, it is applied.
 #[test]
 fn a_bad_new_pair_keeps_the_certificate_in_force() {
-    let pki = Pki::new();
-    let dir = support::process::temp_dir("tls-bad");
-    let good = pki.leaf(&["a.test"]);
-    let other = pki.leaf(&["a.test"]);
-    let next = pki.leaf(&["a.test"]);
-    let secret = SecretDir::new(&dir, "a", &good);
+    let (pki, good, secret) = a_test_secret("tls-bad");
+    let other = leaf(&pki, "other", &["a.test"]);
+    let next = leaf(&pki, "next", &["a.test"]);
     let pod = Backend::start("pod-a");
     let p = start_tls(&[&pod], &[&secret], &[]);
     let rt = runtime();
@@ -590,10 +564,10 @@ fn a_bad_new_pair_keeps_the_certificate_in_force() {
 
 #[test]
 fn a_pair_that_does_not_load_is_a_start_up_error_naming_the_file() {
-    let pki = Pki::new();
-    let dir = support::process::temp_dir("tls-start");
-    let a = pki.leaf(&["a.test"]);
-    let b = pki.leaf(&["b.test"]);
+    let pki = Pki::new("tls-start");
+    let dir = pki.dir.clone();
+    let a = leaf(&pki, "a", &["a.test"]);
+    let b = leaf(&pki, "b", &["b.test"]);
     std::fs::write(dir.join("a.crt"), &a.cert_pem).unwrap();
     std::fs::write(dir.join("b.key"), &b.key_pem).unwrap();
     std::fs::write(dir.join("routes.yaml"), "routes: []\n").unwrap();
@@ -680,10 +654,7 @@ fn each_h2_stream_counts_in_flight_for_bounded_load() {
 /// saying how the client spoke.
 #[test]
 fn metrics_and_the_access_log_count_every_protocol() {
-    let pki = Pki::new();
-    let dir = support::process::temp_dir("tls-log");
-    let a = pki.leaf(&["a.test"]);
-    let a_dir = SecretDir::new(&dir, "a", &a);
+    let (pki, _a, a_dir) = a_test_secret("tls-log");
     let pod = Backend::start("pod-a");
     let p = start_tls(&[&pod], &[&a_dir], &["--access-log"]);
     let port = p.tls.port();
@@ -798,10 +769,7 @@ fn lifo_admission_takes_h2_streams_like_requests() {
 /// is told to go away (no new streams), and the process exits 0.
 #[test]
 fn sigterm_lets_h2_streams_in_flight_finish_then_exits() {
-    let pki = Pki::new();
-    let dir = support::process::temp_dir("tls-term");
-    let a = pki.leaf(&["a.test"]);
-    let a_dir = SecretDir::new(&dir, "a", &a);
+    let (pki, _a, a_dir) = a_test_secret("tls-term");
     let pod = Backend::start("pod-a");
     let mut p = start_tls(&[&pod], &[&a_dir], &["--grace-period", "10s"]);
     let port = p.tls.port();
