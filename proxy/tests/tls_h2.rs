@@ -123,6 +123,14 @@ fn start_tls(backends: &[&Backend], pairs: &[&SecretDir], extra: &[&str]) -> Tls
     TlsProxy { proxy, tls }
 }
 
+/// `ringress_tls_certificate_reloads_total{result}`.
+fn reloads(p: &TlsProxy, result: &str) -> f64 {
+    p.proxy.metric(
+        "ringress_tls_certificate_reloads_total",
+        &format!(r#"result="{result}""#),
+    )
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -506,13 +514,7 @@ fn a_replaced_certificate_serves_the_next_handshake_and_drops_nothing() {
         let failures = load.await.unwrap();
         assert!(failures.is_empty(), "requests failed: {failures:?}");
     });
-    assert_eq!(
-        p.proxy.metric(
-            "ringress_tls_certificate_reloads_total",
-            r#"result="applied""#
-        ),
-        1.0
-    );
+    assert_eq!(reloads(&p, "applied"), 1.0);
 }
 
 /// A changed pair that does not load keeps the one in force, counted and
@@ -528,11 +530,7 @@ fn a_bad_new_pair_keeps_the_certificate_in_force() {
     // A certificate with another certificate's key.
     secret.update(&next.cert_pem, &other.key_pem);
     eventually(Duration::from_secs(10), "the failure counted", || {
-        (p.proxy.metric(
-            "ringress_tls_certificate_reloads_total",
-            r#"result="failed""#,
-        ) == 1.0)
-            .then_some(())
+        (reloads(&p, "failed") == 1.0).then_some(())
     });
     assert_eq!(rt.block_on(presented(p.tls, "a.test")), good.der);
     // Not PEM at all.
@@ -540,26 +538,14 @@ fn a_bad_new_pair_keeps_the_certificate_in_force() {
     eventually(
         Duration::from_secs(10),
         "the second failure counted",
-        || {
-            (p.proxy.metric(
-                "ringress_tls_certificate_reloads_total",
-                r#"result="failed""#,
-            ) == 2.0)
-                .then_some(())
-        },
+        || (reloads(&p, "failed") == 2.0).then_some(()),
     );
     assert_eq!(rt.block_on(presented(p.tls, "a.test")), good.der);
     secret.update(&next.cert_pem, &next.key_pem);
     eventually(Duration::from_secs(10), "the fixed pair applied", || {
         (rt.block_on(presented(p.tls, "a.test")) == next.der).then_some(())
     });
-    assert_eq!(
-        p.proxy.metric(
-            "ringress_tls_certificate_reloads_total",
-            r#"result="applied""#
-        ),
-        1.0
-    );
+    assert_eq!(reloads(&p, "applied"), 1.0);
 }
 
 #[test]

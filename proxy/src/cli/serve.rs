@@ -243,6 +243,11 @@ fn exit_if_the_listener_cannot_bind(listen: &str) {
     }));
 }
 
+/// What a background service was built with, taken once when it starts.
+fn take_once<T>(slot: &Mutex<Option<T>>) -> Option<T> {
+    slot.lock().unwrap_or_else(|e| e.into_inner()).take()
+}
+
 struct AdminService {
     listener: Mutex<Option<TcpListener>>,
     ingress: Arc<Ingress>,
@@ -251,11 +256,7 @@ struct AdminService {
 #[async_trait]
 impl BackgroundService for AdminService {
     async fn start(&self, _shutdown: ShutdownWatch) {
-        let listener = self
-            .listener
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let listener = take_once(&self.listener);
         if let Some(listener) = listener {
             crate::admin::serve(listener, Arc::clone(&self.ingress)).await;
         }
@@ -290,11 +291,7 @@ struct CertWatcher {
 #[async_trait]
 impl BackgroundService for CertWatcher {
     async fn start(&self, _shutdown: ShutdownWatch) {
-        let certificates = self
-            .certificates
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let certificates = take_once(&self.certificates);
         if let Some(certificates) = certificates {
             certificates::watch(certificates, self.interval).await;
         }
@@ -310,11 +307,7 @@ struct DiscoveryService {
 #[async_trait]
 impl BackgroundService for DiscoveryService {
     async fn start(&self, _shutdown: ShutdownWatch) {
-        let metrics = self
-            .metrics
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let metrics = take_once(&self.metrics);
         if let Some(metrics) = metrics {
             Arc::clone(&self.bridge)
                 .run(self.kubeconfig.clone(), metrics)

@@ -38,6 +38,11 @@ struct Loaded {
     cert: Certificate,
 }
 
+/// The certificates of the pairs, in the order given (the first is the default).
+fn in_force(loaded: &[Loaded]) -> Vec<Certificate> {
+    loaded.iter().map(|l| l.cert.clone()).collect()
+}
+
 /// Reads and checks a pair's files.
 fn read(pair: &CertPair) -> Result<(Vec<u8>, Vec<u8>), String> {
     let cert = std::fs::read(&pair.cert).map_err(|e| format!("{}: {e}", pair.cert.display()))?;
@@ -155,7 +160,7 @@ impl Certificates {
             }
             loaded.push(Loaded { bytes, cert });
         }
-        let certs: Vec<Certificate> = loaded.iter().map(|l| l.cert.clone()).collect();
+        let certs = in_force(&loaded);
         let me = Self {
             failed: vec![None; pairs.len()],
             pairs,
@@ -211,8 +216,7 @@ impl Certificates {
             }
         }
         if changed {
-            let certs: Vec<Certificate> = self.loaded.iter().map(|l| l.cert.clone()).collect();
-            self.store.publish(&certs);
+            self.store.publish(&in_force(&self.loaded));
             self.record_expiry();
         }
     }

@@ -129,54 +129,34 @@ pub struct HttpsBackend {
 
 impl HttpsBackend {
     pub fn start(name: &str, config: Arc<rustls::ServerConfig>) -> Self {
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        std_listener.set_nonblocking(true).unwrap();
-        let addr = std_listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let (body, counter) = (name.to_string(), Arc::clone(&hits));
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
-                let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let addr = serve_tls(config, move |mut tls| {
+            let (body, counter) = (body.clone(), Arc::clone(&counter));
+            async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
                 loop {
-                    let Ok((tcp, _)) = listener.accept().await else {
-                        continue;
+                    let Ok(n) = tls.read(&mut buf).await else {
+                        return;
                     };
-                    let (acceptor, body, counter) =
-                        (acceptor.clone(), body.clone(), Arc::clone(&counter));
-                    tokio::spawn(async move {
-                        let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    if n == 0 {
+                        return;
+                    }
+                    head.extend_from_slice(&buf[..n]);
+                    while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                        head.drain(..end + 4);
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        let reply = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if tls.write_all(reply.as_bytes()).await.is_err() {
                             return;
-                        };
-                        let mut head = Vec::new();
-                        let mut buf = [0u8; 4096];
-                        loop {
-                            let Ok(n) = tls.read(&mut buf).await else {
-                                return;
-                            };
-                            if n == 0 {
-                                return;
-                            }
-                            head.extend_from_slice(&buf[..n]);
-                            while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-                                head.drain(..end + 4);
-                                counter.fetch_add(1, Ordering::SeqCst);
-                                let reply = format!(
-                                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                                    body.len()
-                                );
-                                if tls.write_all(reply.as_bytes()).await.is_err() {
-                                    return;
-                                }
-                            }
                         }
-                    });
+                    }
                 }
-            });
+            }
         });
         HttpsBackend {
             addr,
@@ -192,6 +172,42 @@ impl HttpsBackend {
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
     }
+}
+
+/// Accepts TLS connections on a loopback port, on a thread of its own, for as
+/// long as the test process runs; each handshake done goes to `on_conn` on a
+/// task of its own. Returns the port's address.
+fn serve_tls<F, Fut>(config: Arc<rustls::ServerConfig>, on_conn: F) -> SocketAddr
+where
+    F: Fn(tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    let on_conn = Arc::new(on_conn);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (acceptor, on_conn) = (acceptor.clone(), Arc::clone(&on_conn));
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(tcp).await {
+                        on_conn(tls).await;
+                    }
+                });
+            }
+        });
+    });
+    addr
 }
 
 /// A path as YAML text (quoted: temp paths may hold characters YAML reads).
@@ -218,55 +234,36 @@ pub struct H2sBackend {
 impl H2sBackend {
     pub fn start(name: &str, cert: &Issued) -> Self {
         let config = server_config(cert, None, &[b"h2"]);
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        std_listener.set_nonblocking(true).unwrap();
-        let addr = std_listener.local_addr().unwrap();
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (name, log) = (name.to_string(), Arc::clone(&seen));
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
-                let acceptor = tokio_rustls::TlsAcceptor::from(config);
-                loop {
-                    let Ok((tcp, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let (acceptor, name, log) = (acceptor.clone(), name.clone(), Arc::clone(&log));
+        let addr = serve_tls(config, move |tls| {
+            let (name, log) = (name.clone(), Arc::clone(&log));
+            async move {
+                let Ok(mut conn) = h2::server::handshake(tls).await else {
+                    return;
+                };
+                while let Some(Ok((req, mut respond))) = conn.accept().await {
+                    let (name, log) = (name.clone(), Arc::clone(&log));
                     tokio::spawn(async move {
-                        let Ok(tls) = acceptor.accept(tcp).await else {
-                            return;
-                        };
-                        let Ok(mut conn) = h2::server::handshake(tls).await else {
-                            return;
-                        };
-                        while let Some(Ok((req, mut respond))) = conn.accept().await {
-                            let (name, log) = (name.clone(), Arc::clone(&log));
-                            tokio::spawn(async move {
-                                let mut body = req.into_body();
-                                let mut seen = H2Seen::default();
-                                while let Some(Ok(chunk)) = body.data().await {
-                                    let _ = body.flow_control().release_capacity(chunk.len());
-                                    seen.body.extend_from_slice(&chunk);
-                                }
-                                seen.trailers = body.trailers().await.ok().flatten();
-                                log.lock().unwrap().push(seen);
-                                let head = http::Response::builder().status(200).body(()).unwrap();
-                                let Ok(mut send) = respond.send_response(head, false) else {
-                                    return;
-                                };
-                                let _ = send.send_data(bytes::Bytes::from(name.clone()), false);
-                                let mut trailers = http::HeaderMap::new();
-                                trailers.insert("x-served-by", name.parse().unwrap());
-                                let _ = send.send_trailers(trailers);
-                            });
+                        let mut body = req.into_body();
+                        let mut seen = H2Seen::default();
+                        while let Some(Ok(chunk)) = body.data().await {
+                            let _ = body.flow_control().release_capacity(chunk.len());
+                            seen.body.extend_from_slice(&chunk);
                         }
+                        seen.trailers = body.trailers().await.ok().flatten();
+                        log.lock().unwrap().push(seen);
+                        let head = http::Response::builder().status(200).body(()).unwrap();
+                        let Ok(mut send) = respond.send_response(head, false) else {
+                            return;
+                        };
+                        let _ = send.send_data(bytes::Bytes::from(name.clone()), false);
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("x-served-by", name.parse().unwrap());
+                        let _ = send.send_trailers(trailers);
                     });
                 }
-            });
+            }
         });
         H2sBackend { addr, seen }
     }
