@@ -24,6 +24,7 @@ use crate::control::kubernetes::KubeBridge;
 use crate::control::shutdown::DrainOnSignal;
 use crate::data::lifo::LifoConfig;
 use crate::data::transport::front::{Front, HeaderLimits};
+use crate::data::transport::listener::{self, Listeners, SharedFront};
 use crate::data::transport::pingora::Proxy;
 use crate::data::transport::DOWNSTREAM_WRITE_BUFFER;
 
@@ -75,9 +76,10 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
     let ingress = Ingress::new(&origin, table, settings.access_log, settings.listener_limit)
         .map_err(|e| StartError(e.to_string()))?;
 
-    // pingora binds inside `run` and only logs a failure there; check first so
-    // a busy port is a clear start-up error.
-    TcpListener::bind(&settings.listen)
+    // The plain listener is bound here, so a busy port is a clear start-up
+    // error. pingora binds the TLS listener inside `run` and only logs a
+    // failure there; check first.
+    let plain = listener::bind(&settings.listen)
         .map_err(|e| StartError(format!("--listen {}: {e}", settings.listen)))?;
     if let Some(tls) = &settings.tls {
         TcpListener::bind(&tls.listen)
@@ -130,38 +132,39 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
     h2.max_header_list_size(settings.header_limits.max_header as u32);
     proxy.h2_options = Some(h2);
     // pingora's HTTP/1 loop, plus header timeouts and limits (see `front`).
-    let mut proxy = Service::new(
-        "ringress proxy".to_string(),
-        Front::new(
-            proxy,
-            Arc::clone(&ingress.data),
-            settings.header_limits,
-            settings.fast_path,
-            settings.screen,
-        ),
-    );
-    // No read buffer in pingora's stream: it would live as long as the
-    // connection (64 KiB for every idle keep-alive client); reads go straight
-    // into the request's buffer. The write buffer stays: pingora's default
-    // 1460 bytes sends a response head and its body in separate syscalls, 16
-    // KiB coalesces them (tried: a pooled buffer per response instead; pingora
-    // can end a response cut short upstream without a flush, stranding it).
-    proxy.add_listener(
-        ListenerConfig::tcp(settings.listen.as_str())
-            .l4_buffer(L4BufferSettings::new(0, DOWNSTREAM_WRITE_BUFFER)),
-    );
-    if let (Some(tls), Some(certificates)) = (&settings.tls, &certificates) {
-        let mut tls_settings = TlsSettings::intermediate("", "")
-            .map_err(|e| StartError(format!("--tls-listen: {e}")))?;
-        tls_settings.set_cert_resolver(Arc::clone(&certificates.store) as _);
-        tls_settings.enable_h2();
-        proxy.add_listener(
-            ListenerConfig::tcp(tls.listen.as_str())
-                .tls(tls_settings)
-                .l4_buffer(L4BufferSettings::new(0, DOWNSTREAM_WRITE_BUFFER)),
-        );
-    }
-    server.add_service(proxy);
+    let front = Arc::new(Front::new(
+        proxy,
+        Arc::clone(&ingress.data),
+        settings.header_limits,
+        settings.fast_path,
+        settings.screen,
+    ));
+    let tls_listener = match (&settings.tls, &certificates) {
+        (Some(tls), Some(certificates)) => {
+            let mut tls_settings = TlsSettings::intermediate("", "")
+                .map_err(|e| StartError(format!("--tls-listen: {e}")))?;
+            tls_settings.set_cert_resolver(Arc::clone(&certificates.store) as _);
+            tls_settings.enable_h2();
+            let mut service =
+                Service::new("ringress TLS".to_string(), SharedFront(Arc::clone(&front)));
+            // No read buffer in pingora's stream: it would live as long as the
+            // connection; reads go straight into the request's buffer. The
+            // write buffer coalesces a response head with its body.
+            service.add_listener(
+                ListenerConfig::tcp(tls.listen.as_str())
+                    .tls(tls_settings)
+                    .l4_buffer(L4BufferSettings::new(0, DOWNSTREAM_WRITE_BUFFER)),
+            );
+            Some(service)
+        }
+        _ => None,
+    };
+    server.add_service(Listeners::new(
+        front,
+        plain,
+        tls_listener,
+        settings.threads.max(1),
+    ));
     if let Some(certificates) = certificates {
         server.add_service(background_service(
             "TLS certificates",
@@ -214,14 +217,16 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
             tls.pairs.len()
         );
     }
-    exit_if_the_listener_cannot_bind(&settings.listen);
+    if let Some(tls) = &settings.tls {
+        exit_if_the_listener_cannot_bind(&tls.listen);
+    }
     server.run(RunArgs {
         shutdown_signal: Box::new(DrainOnSignal { ingress }),
     });
     std::process::exit(0)
 }
 
-/// pingora binds the proxy listener in a service thread, and a failure
+/// pingora binds the TLS listener in a service thread, and a failure
 /// there (the port taken between the check above and that bind) panics
 /// that thread only: the process would live on, ready by `/readyz`, with
 /// nothing listening. A listener that cannot bind ends the process instead.
@@ -237,7 +242,7 @@ fn exit_if_the_listener_cannot_bind(listen: &str) {
             .or_else(|| payload.downcast_ref::<&str>().copied())
             .unwrap_or_default();
         if message.starts_with("Failed to build listeners") {
-            eprintln!("ringress: --listen {listen}: could not bind; exiting");
+            eprintln!("ringress: --tls-listen {listen}: could not bind; exiting");
             std::process::exit(1);
         }
     }));

@@ -1,7 +1,7 @@
-//! A per-thread pool of the fast path's upstream read buffers, so they belong
-//! to requests in progress rather than to connections: an idle keep-alive
-//! connection holds none, and a busy thread reuses the same few instead of
-//! allocating.
+//! Per-thread pools of the fast path's buffers (the request head, the bytes
+//! written, the endpoint's response), so they belong to requests in progress
+//! rather than to connections: an idle keep-alive connection holds none, and
+//! a busy thread reuses the same few instead of allocating.
 use std::cell::RefCell;
 
 use bytes::BytesMut;
@@ -12,8 +12,61 @@ const KEPT: usize = 32;
 /// Capacity of the fast path's buffer for bytes read from an endpoint.
 const UPSTREAM_CAPACITY: usize = 16 * 1024;
 
+/// Capacity of a buffer for a request head (most fit the first kilobyte).
+pub const HEAD_CAPACITY: usize = 1024;
+
+/// Output buffers that grew beyond this are not kept.
+const OUT_KEPT_CAPACITY: usize = 32 * 1024;
+
 thread_local! {
     static FREE_UPSTREAM: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    static FREE_HEAD: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    static FREE_OUT: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An empty buffer for a request head, [`HEAD_CAPACITY`] bytes.
+#[inline]
+pub fn take_head() -> BytesMut {
+    FREE_HEAD
+        .with(|free| free.borrow_mut().pop())
+        .unwrap_or_else(|| BytesMut::with_capacity(HEAD_CAPACITY))
+}
+
+/// Returns a buffer from [`take_head`]; one that lost or gained capacity is dropped.
+#[inline]
+pub fn give_head(mut buf: BytesMut) {
+    buf.clear();
+    if buf.capacity() != HEAD_CAPACITY {
+        return;
+    }
+    keep(&FREE_HEAD, buf);
+}
+
+/// An empty buffer for the bytes a request writes.
+#[inline]
+pub fn take_out() -> Vec<u8> {
+    FREE_OUT
+        .with(|free| free.borrow_mut().pop())
+        .unwrap_or_default()
+}
+
+/// Returns a buffer from [`take_out`], unless it grew large.
+#[inline]
+pub fn give_out(mut buf: Vec<u8>) {
+    buf.clear();
+    if buf.capacity() == 0 || buf.capacity() > OUT_KEPT_CAPACITY {
+        return;
+    }
+    keep(&FREE_OUT, buf);
+}
+
+fn keep<T: 'static>(pool: &'static std::thread::LocalKey<RefCell<Vec<T>>>, buf: T) {
+    pool.with(|free| {
+        let mut free = free.borrow_mut();
+        if free.len() < KEPT {
+            free.push(buf);
+        }
+    });
 }
 
 /// An empty buffer for reading an endpoint's response.
@@ -32,12 +85,7 @@ pub fn give_upstream(mut buf: BytesMut) {
     if buf.capacity() != UPSTREAM_CAPACITY {
         return;
     }
-    FREE_UPSTREAM.with(|free| {
-        let mut free = free.borrow_mut();
-        if free.len() < KEPT {
-            free.push(buf);
-        }
-    });
+    keep(&FREE_UPSTREAM, buf);
 }
 
 #[cfg(test)]
@@ -61,6 +109,26 @@ mod tests {
             fresh.capacity(),
             16 * 1024,
             "a cut buffer is not handed out"
+        );
+    }
+
+    #[test]
+    fn head_and_output_buffers_are_reused() {
+        let head = take_head();
+        let ptr = head.as_ptr();
+        give_head(head);
+        assert_eq!(take_head().as_ptr(), ptr);
+        let mut out = take_out();
+        out.extend_from_slice(&[1; 300]);
+        let ptr = out.as_ptr();
+        give_out(out);
+        let again = take_out();
+        assert_eq!(again.as_ptr(), ptr);
+        assert!(again.is_empty());
+        give_out(vec![0; 64 * 1024]);
+        assert!(
+            take_out().capacity() < 64 * 1024,
+            "a grown buffer is dropped"
         );
     }
 }

@@ -75,9 +75,19 @@ pub struct Connection {
     timer: LazyTimer,
     /// `X-Forwarded-Proto`: `https` on the TLS listener.
     proto: &'static str,
+    /// The stream waits for the client's next bytes with a read into no
+    /// room ([`crate::data::transport::plain`]): idle, the connection holds
+    /// no head buffer. Set once a request was served.
+    pub wait_unbuffered: bool,
 }
 
 impl Connection {
+    /// A request was served and the connection stays open.
+    pub fn kept_alive(&mut self) {
+        // Plain streams only: a TLS stream may hold bytes already read.
+        self.wait_unbuffered = self.proto == "http";
+    }
+
     /// `client` goes into `X-Forwarded-For` and the access log.
     /// `tls`: the connection came through the TLS listener.
     pub fn new(client: Option<IpAddr>, tls: bool) -> Self {
@@ -198,6 +208,15 @@ impl FastPath {
         }
         loop {
             let from = conn.head.len();
+            if from == 0 && conn.wait_unbuffered {
+                // Idle until the client sends: the head buffer is the
+                // thread's meanwhile, not the connection's.
+                buffers::give_head(std::mem::take(&mut conn.head));
+                if stream.read(&mut []).await.is_err() {
+                    return None;
+                }
+                conn.head = buffers::take_head();
+            }
             if conn.head.capacity() - from < 1024 {
                 // Most request heads fit the first kilobyte; an idle
                 // connection holds no more.
@@ -245,6 +264,9 @@ impl FastPath {
             }
         }
         parsed();
+        if conn.out.capacity() == 0 {
+            conn.out = buffers::take_out();
+        }
         let mut exchange = Exchange {
             plane: &self.plane,
             rr: None,
@@ -286,6 +308,7 @@ impl FastPath {
             }
         };
         exchange.finish();
+        buffers::give_out(std::mem::take(&mut conn.out));
         Some(match keep {
             true => Outcome::KeepAlive,
             false => Outcome::Close,
@@ -1090,19 +1113,29 @@ fn take_body(left: &mut BodyLeft, buf: &[u8]) -> Result<(usize, bool), ()> {
     Ok((take, take < buf.len()))
 }
 
-/// Writes `head` then `body` through the client stream's buffer, flushed
-/// once: one `sendto` for a response that fits the buffer.
-async fn write_parts(client: &mut Stream, head: &[u8], body: &[u8]) -> bool {
-    client.write_all(head).await.is_ok()
-        && client.write_all(body).await.is_ok()
-        && client.flush().await.is_ok()
+/// Writes `head` then `body` in one vectored write where the stream takes
+/// it whole (one `writev` on the plain listener; into the write buffer on
+/// TLS), then flushes: one segment for a response that fits.
+async fn write_parts(client: &mut Stream, mut head: &[u8], mut body: &[u8]) -> bool {
+    while !head.is_empty() || !body.is_empty() {
+        let parts = [io::IoSlice::new(head), io::IoSlice::new(body)];
+        match client.write_vectored(&parts).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => {
+                let from_head = n.min(head.len());
+                head = &head[from_head..];
+                body = &body[n - from_head..];
+            }
+        }
+    }
+    client.flush().await.is_ok()
 }
 
 async fn write_all(client: &mut Stream, bytes: &[u8]) -> bool {
     if bytes.is_empty() {
         return true;
     }
-    client.write_all(bytes).await.is_ok() && client.flush().await.is_ok()
+    write_parts(client, bytes, &[]).await
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -35,6 +36,7 @@ use pingora::protocols::{
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use crate::data::metrics::Reject;
@@ -46,6 +48,7 @@ use crate::data::transport::conn_watch::{
 };
 use crate::data::transport::fast_h1::{self, FastPath, Outcome};
 use crate::data::transport::pingora::Proxy;
+use crate::data::transport::plain::PlainStream;
 use crate::data::transport::request_end::RequestEnd;
 
 /// Limits on reading a request header.
@@ -98,17 +101,54 @@ impl Front {
         }
     }
 
-    async fn serve(&self, mut stream: Stream, watch: Arc<Watch>, shutdown: &ShutdownWatch) {
-        let client = stream
-            .get_socket_digest()
-            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
-        let tls = stream.get_ssl_digest().is_some();
-        let mut conn = fast_h1::Connection::new(client, tls);
+    /// A connection from the plain listener ([`crate::data::transport::listener`]).
+    pub async fn serve_plain(&self, tcp: TcpStream, peer: SocketAddr, shutdown: &ShutdownWatch) {
+        let stream: Stream = Box::new(PlainStream::new(tcp, peer));
+        let conn = fast_h1::Connection::new(Some(peer.ip()), false);
+        self.serve_http1(stream, conn, shutdown).await;
+    }
+
+    /// HTTP/1 on `stream` (HTTP/1 or h2c with prior knowledge on the plain listener).
+    async fn serve_http1(
+        &self,
+        stream: Stream,
+        conn: fast_h1::Connection,
+        shutdown: &ShutdownWatch,
+    ) {
+        let watch = Arc::new(Watch::default());
+        let stream: Stream = Box::new(Guarded {
+            inner: stream,
+            watch: Arc::clone(&watch),
+            max_header: self.limits.max_header,
+            header_bytes: 0,
+            method: [0; 8],
+            reply_sent: 0,
+            request_end: RequestEnd::default(),
+            ahead: BytesMut::new(),
+            client_eof: false,
+            pipelined: false,
+        });
+        WATCH
+            .scope(
+                Arc::clone(&watch),
+                self.serve(stream, conn, watch, shutdown),
+            )
+            .await;
+    }
+
+    async fn serve(
+        &self,
+        mut stream: Stream,
+        mut conn: fast_h1::Connection,
+        watch: Arc<Watch>,
+        shutdown: &ShutdownWatch,
+    ) {
         let mut timer = Box::pin(tokio::time::sleep(Duration::ZERO));
         while let Some(reused) = self
             .one_request(stream, &mut conn, &watch, timer.as_mut(), shutdown)
             .await
         {
+            conn.kept_alive();
             stream = reused;
         }
     }
@@ -134,6 +174,9 @@ impl Front {
             // pingora's session and its request future are large: they exist
             // once a request begins, not while the connection idles.
             conn.head.clear();
+            if conn.wait_unbuffered && stream.read(&mut []).await.is_err() {
+                return None;
+            }
             conn.head.reserve(1024);
             loop {
                 match stream.read_buf(&mut conn.head).await {
@@ -297,22 +340,12 @@ impl ServerApp for Front {
             // each stream through the same `ProxyHttp`, so the same policy.
             return self.proxy.process_new(stream, shutdown).await;
         }
-        let watch = Arc::new(Watch::default());
-        let stream: Stream = Box::new(Guarded {
-            inner: stream,
-            watch: Arc::clone(&watch),
-            max_header: self.limits.max_header,
-            header_bytes: 0,
-            method: [0; 8],
-            reply_sent: 0,
-            request_end: RequestEnd::default(),
-            ahead: BytesMut::new(),
-            client_eof: false,
-            pipelined: false,
-        });
-        WATCH
-            .scope(Arc::clone(&watch), self.serve(stream, watch, shutdown))
-            .await;
+        let client = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        let tls = stream.get_ssl_digest().is_some();
+        let conn = fast_h1::Connection::new(client, tls);
+        self.serve_http1(stream, conn, shutdown).await;
         None
     }
 
@@ -387,6 +420,13 @@ impl AsyncRead for Guarded {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if buf.remaining() == 0 {
+            // The front door's wait for a request's first byte on a plain
+            // stream, which holds no buffer meanwhile (`PlainStream`).
+            let idle = this.watch.phase.load(Relaxed) == IDLE;
+            let replaying = this.watch.replaying.load(Relaxed) || this.watch.h2.load(Relaxed);
+            if idle && !replaying && this.ahead.is_empty() && !this.client_eof {
+                return Pin::new(&mut this.inner).poll_read(cx, buf);
+            }
             return Poll::Ready(Ok(()));
         }
         // Already counted against the header limits when the fast path read them.
