@@ -102,19 +102,27 @@ impl Front {
     }
 
     /// A connection from the plain listener ([`crate::data::transport::listener`]).
-    pub async fn serve_plain(&self, tcp: TcpStream, peer: SocketAddr, shutdown: &ShutdownWatch) {
+    /// Plain functions returning the loop's future rather than `async fn`s:
+    /// each async layer would keep its own copy of the arguments for the
+    /// connection's lifetime.
+    pub fn serve_plain<'a>(
+        &'a self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        shutdown: &'a ShutdownWatch,
+    ) -> impl Future<Output = ()> + Send + 'a {
         let stream: Stream = Box::new(PlainStream::new(tcp, peer));
-        let conn = fast_h1::Connection::new(Some(peer.ip()), false);
-        self.serve_http1(stream, conn, shutdown).await;
+        let conn = Box::new(fast_h1::Connection::new(Some(peer.ip()), false));
+        self.serve_http1(stream, conn, shutdown)
     }
 
     /// HTTP/1 on `stream` (HTTP/1 or h2c with prior knowledge on the plain listener).
-    async fn serve_http1(
-        &self,
+    fn serve_http1<'a>(
+        &'a self,
         stream: Stream,
-        conn: fast_h1::Connection,
-        shutdown: &ShutdownWatch,
-    ) {
+        conn: Box<fast_h1::Connection>,
+        shutdown: &'a ShutdownWatch,
+    ) -> impl Future<Output = ()> + Send + 'a {
         let watch = Arc::new(Watch::default());
         let stream: Stream = Box::new(Guarded {
             inner: stream,
@@ -128,18 +136,16 @@ impl Front {
             client_eof: false,
             pipelined: false,
         });
-        WATCH
-            .scope(
-                Arc::clone(&watch),
-                self.serve(stream, conn, watch, shutdown),
-            )
-            .await;
+        WATCH.scope(
+            Arc::clone(&watch),
+            self.serve(stream, conn, watch, shutdown),
+        )
     }
 
     async fn serve(
         &self,
         mut stream: Stream,
-        mut conn: fast_h1::Connection,
+        mut conn: Box<fast_h1::Connection>,
         watch: Arc<Watch>,
         shutdown: &ShutdownWatch,
     ) {
@@ -197,16 +203,29 @@ impl Front {
             return None;
         }
         watch.set_replay(conn.head.split().freeze());
-        let mut session = ServerSession::new_http1(stream);
-        // As pingora does: no keep-alive once shutting down. The per-read idle
-        // timeout pingora applies is only a backstop for `one_request`'s timer.
-        if shutting_down {
-            session.set_keepalive(None);
-        } else {
-            session.set_keepalive(Some(self.limits.idle.as_secs().max(1)));
-        }
-        let reused = self.proxy.process_new_http(session, shutdown).await?;
-        Some(reused.consume().0)
+        self.pingora_request(stream, shutting_down, shutdown).await
+    }
+
+    /// One request through pingora's pipeline. Boxed: its future is large,
+    /// and inline it would size every connection's future, idle ones too.
+    fn pingora_request<'a>(
+        &'a self,
+        stream: Stream,
+        shutting_down: bool,
+        shutdown: &'a ShutdownWatch,
+    ) -> Pin<Box<dyn Future<Output = Option<Stream>> + Send + 'a>> {
+        Box::pin(async move {
+            let mut session = ServerSession::new_http1(stream);
+            // As pingora does: no keep-alive once shutting down. The per-read
+            // idle timeout pingora applies is a backstop for `one_request`'s timer.
+            if shutting_down {
+                session.set_keepalive(None);
+            } else {
+                session.set_keepalive(Some(self.limits.idle.as_secs().max(1)));
+            }
+            let reused = self.proxy.process_new_http(session, shutdown).await?;
+            Some(reused.consume().0)
+        })
     }
 
     async fn one_request(
@@ -344,7 +363,7 @@ impl ServerApp for Front {
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
         let tls = stream.get_ssl_digest().is_some();
-        let conn = fast_h1::Connection::new(client, tls);
+        let conn = Box::new(fast_h1::Connection::new(client, tls));
         self.serve_http1(stream, conn, shutdown).await;
         None
     }

@@ -8,7 +8,7 @@
 //! connection here is a [`PlainStream`], which holds no buffer between
 //! requests.
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -152,11 +152,11 @@ async fn accept_loop(
                     let Ok(tcp) = tcp.into_std() else { continue };
                     pingora_runtime::current_handle().spawn(async move {
                         if let Ok(tcp) = TcpStream::from_std(tcp) {
-                            serve(front, tcp, peer, shutdown).await
+                            front.serve_plain(tcp, peer, &shutdown).await
                         }
                     });
                 } else {
-                    tokio::spawn(serve(front, tcp, peer, shutdown));
+                    tokio::spawn(async move { front.serve_plain(tcp, peer, &shutdown).await });
                 }
             }
             Err(e) => {
@@ -169,8 +169,4 @@ async fn accept_loop(
             }
         }
     }
-}
-
-async fn serve(front: Arc<Front>, tcp: TcpStream, peer: SocketAddr, shutdown: ShutdownWatch) {
-    front.serve_plain(tcp, peer, &shutdown).await;
 }
