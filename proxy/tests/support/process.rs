@@ -128,7 +128,11 @@ impl Ringress {
                 "--admin",
                 &admin.to_string(),
             ])
-            .args(["--threads", "2"])
+            // Two workers unless the test says how many.
+            .args(match extra.contains(&"--threads") {
+                true => &[][..],
+                false => &["--threads", "2"][..],
+            })
             .args(["--fast-path", fast_path])
             .args(extra)
             .env(
