@@ -88,6 +88,20 @@ impl Connection {
         self.wait_unbuffered = self.proto == "http";
     }
 
+    /// The connection idles: its head buffer goes back to the thread's pool.
+    pub fn release_head(&mut self) {
+        buffers::give_head(std::mem::take(&mut self.head));
+    }
+
+    /// An empty head buffer for the next request, from the thread's pool
+    /// unless the connection still holds one.
+    pub fn take_head(&mut self) {
+        self.head.clear();
+        if self.head.capacity() == 0 {
+            self.head = buffers::take_head();
+        }
+    }
+
     /// `client` goes into `X-Forwarded-For` and the access log.
     /// `tls`: the connection came through the TLS listener.
     pub fn new(client: Option<IpAddr>, tls: bool) -> Self {
@@ -208,14 +222,8 @@ impl FastPath {
         }
         loop {
             let from = conn.head.len();
-            if from == 0 && conn.wait_unbuffered {
-                // Idle until the client sends: the head buffer is the
-                // thread's meanwhile, not the connection's.
-                buffers::give_head(std::mem::take(&mut conn.head));
-                if stream.read(&mut []).await.is_err() {
-                    return None;
-                }
-                conn.head = buffers::take_head();
+            if from == 0 {
+                conn.take_head();
             }
             if conn.head.capacity() - from < 1024 {
                 // Most request heads fit the first kilobyte; an idle
@@ -231,9 +239,8 @@ impl FastPath {
                 break;
             }
         }
-        // The request's state lives in its own allocation, not in the
-        // connection's future, which stays small while the connection idles.
-        Box::pin(self.serve_head(stream, conn, parsed, shutting_down)).await
+        // Inline: the front door boxes the whole request while it is served.
+        self.serve_head(stream, conn, parsed, shutting_down).await
     }
 
     /// Serves the head `conn.head` holds, if it is the fast path's.

@@ -150,13 +150,57 @@ impl Front {
         shutdown: &ShutdownWatch,
     ) {
         let mut timer = Box::pin(tokio::time::sleep(Duration::ZERO));
-        while let Some(reused) = self
-            .one_request(stream, &mut conn, &watch, timer.as_mut(), shutdown)
-            .await
-        {
+        loop {
+            if conn.wait_unbuffered
+                && !self
+                    .idle(&mut stream, &mut conn, &watch, timer.as_mut())
+                    .await
+            {
+                return;
+            }
+            // A request's state is boxed while it is served: inline, it would
+            // size the connection's future, idle or not (about 0.5 KiB).
+            let request = self.one_request(stream, &mut conn, &watch, timer.as_mut(), shutdown);
+            let Some(reused) = Box::pin(request).await else {
+                return;
+            };
             conn.kept_alive();
             stream = reused;
         }
+    }
+
+    /// Waits for a kept-alive connection's next request to begin, holding no
+    /// buffer: false once `idle` passed without a byte (closed quietly).
+    async fn idle(
+        &self,
+        stream: &mut Stream,
+        conn: &mut fast_h1::Connection,
+        watch: &Watch,
+        mut timer: Pin<&mut Sleep>,
+    ) -> bool {
+        watch.phase.store(IDLE, Relaxed);
+        conn.release_head();
+        let deadline = Instant::now() + self.limits.idle;
+        if timer.deadline() > deadline {
+            timer.as_mut().reset(deadline);
+        }
+        let mut readable = std::pin::pin!(stream.read(&mut []));
+        poll_fn(|cx| loop {
+            if readable.as_mut().poll(cx).is_ready() {
+                // Bytes, or an end the next read reports.
+                return Poll::Ready(true);
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // Armed for an earlier request: pushed to this wait's deadline.
+            if Instant::now() < deadline {
+                timer.as_mut().reset(deadline);
+                continue;
+            }
+            return Poll::Ready(false);
+        })
+        .await
     }
 
     /// One request: the fast path's if it takes it, else pingora's pipeline
@@ -179,11 +223,7 @@ impl Front {
         } else {
             // pingora's session and its request future are large: they exist
             // once a request begins, not while the connection idles.
-            conn.head.clear();
-            if conn.wait_unbuffered && stream.read(&mut []).await.is_err() {
-                return None;
-            }
-            conn.head.reserve(1024);
+            conn.take_head();
             loop {
                 match stream.read_buf(&mut conn.head).await {
                     Ok(0) | Err(_) => return None,
