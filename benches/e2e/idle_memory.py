@@ -502,6 +502,28 @@ def version(cmd):
         return "?"
 
 
+def marginal(idle):
+    """What one more idle connection costs, between the smallest and the largest N of each
+    target: fixed costs cancel (what opening the connections 64 at a time leaves behind, such
+    as pooled upstream connections), and so does most of the allocator's granularity (RSS can
+    grow in 2 MiB steps: 2 KiB per connection at N = 1,000)."""
+    rows = []
+    for target in dict.fromkeys(r["target"] for r in idle):
+        ok = [r for r in idle if r["target"] == target and "error" not in r
+              and r.get("alive_idle")]
+        if len(ok) < 2:
+            continue
+        lo, hi = min(ok, key=lambda r: r["n"]), max(ok, key=lambda r: r["n"])
+        grew = (hi["rss_idle"] - hi["rss_before"]) - (lo["rss_idle"] - lo["rss_before"])
+        rows.append("| %s | %d → %d | %.2f |" % (target, lo["alive_idle"], hi["alive_idle"],
+                                                grew / (hi["alive_idle"] - lo["alive_idle"])))
+    if not rows:
+        return []
+    return ["", "Marginal cost: (ΔRSS at the largest N − ΔRSS at the smallest) / (difference "
+            "in connections), KiB per idle connection.", "",
+            "| target | N | KiB per additional idle connection |", "| --- | --- | ---: |"] + rows
+
+
 def markdown(a, argv, variants, notes, idle, inflight, binary_info):
     lines = [
         "# Memory per idle keep-alive connection: HAProxy, NGINX, ringress",
@@ -538,6 +560,7 @@ def markdown(a, argv, variants, notes, idle, inflight, binary_info):
             fmt(wa and wa["rps"], "%.0f"), fmt(wi and wi["rps"], "%.0f"),
             fmt(wa["p99_ms"] if wa and wa["rps"] else None, "%.2f"),
             fmt(wi["p99_ms"] if wi and wi["rps"] else None, "%.2f")))
+    lines += marginal(idle)
     errs = ["%s N=%d: %s" % (r["target"], r["n"], r["open_errors"]) for r in idle
             if r.get("open_errors")]
     errs += ["%s N=%d: wrk errors alone %d, with idle %d" % (

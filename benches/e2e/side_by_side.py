@@ -13,7 +13,9 @@ Run from a clone (needs apt-get install -y nginx-light haproxy wrk, and python3)
 
 Setup (peers.py, beside this file): four nginx backends serve a ~4 KB product JSON; each proxy
 hashes /products/<id> onto them with bounded load. Each proxy runs with one worker pinned to CPU 1;
-the load generator and the backends share CPU 0. Every measurement starts its proxy afresh, warms
+the load generator and the backends share CPU 0. With --threads 2, each proxy runs two workers
+(HAProxy nbthread 2, NGINX worker_processes 2, ringress --threads 2) on both CPUs, sharing CPU 0
+with the load generator and the backends. Every measurement starts its proxy afresh, warms
 it up, then measures; the order of the targets rotates from round to round, and each figure is
 the median over rounds (ratios: the median of the per-round ratios, so drift of the host between
 rounds cancels out).
@@ -28,7 +30,7 @@ Shapes (--shapes, comma-separated):
   +zipf       on any shape: hot keys (ids drawn heavily skewed) instead of uniform ids
 
 Before measuring it builds target/release/ringress and open-loop (cargo build --release; skip with
---no-build). Variants are NAME=COMMAND; --routes, --listen, --admin and --threads 1 are appended.
+--no-build). Variants are NAME=COMMAND; --routes, --listen, --admin and --threads N are appended.
 """
 import argparse
 import datetime
@@ -139,14 +141,31 @@ def load(shape, seconds, open_conns):
     return res
 
 
+def with_threads(d, conf, cmd, one, many):
+    """The peer's configuration (written by peers.py) with its worker count set."""
+    if one != many:
+        path = os.path.join(d, conf)
+        with open(path) as f:
+            text = f.read()
+        if one not in text:
+            sys.exit("side_by_side.py: %r not in %s (has peers.py changed?)" % (one, path))
+        with open(path, "w") as f:
+            f.write(text.replace(one, many))
+    return cmd
+
+
 def measure_all(a, shapes, variants):
     d = tempfile.mkdtemp(prefix="ringress-side-by-side-")
     os.chmod(d, 0o755)  # nginx workers may run as an unprivileged user
     logf = open(os.path.join(d, "procs.log"), "w")  # noqa: SIM115 (lives until the end)
-    makers = {"haproxy": lambda: peers.haproxy_cmd(d), "nginx": lambda: peers.nginx_cmd(d)}
+    makers = {"haproxy": lambda: with_threads(d, "haproxy.cfg", peers.haproxy_cmd(d),
+                                              "nbthread 1", "nbthread %d" % a.threads),
+              "nginx": lambda: with_threads(d, "proxy.conf", peers.nginx_cmd(d),
+                                            "worker_processes 1", "worker_processes %d" % a.threads)}
     for name, cmd in variants.items():
-        full = cmd + " --routes {routes} --listen {listen} --admin {admin} --threads 1"
+        full = cmd + " --routes {routes} --listen {listen} --admin {admin} --threads %d" % a.threads
         makers[name] = lambda full=full: peers.ours_cmd(d, full)
+    proxy_cpus = "1" if a.threads == 1 else ",".join(str(c) for c in range(a.threads))
     targets = list(makers)
     rows = {s["name"]: {t: [] for t in targets} for s in shapes}
     backends = peers.start(peers.write_backends(d), 0, logf)
@@ -157,7 +176,7 @@ def measure_all(a, shapes, variants):
             order = targets[r % len(targets):] + targets[:r % len(targets)]
             for shape in shapes:
                 for t in order:
-                    proc = peers.start(makers[t](), 1, logf)
+                    proc = peers.start(makers[t](), proxy_cpus, logf)
                     try:
                         if not peers.wait_port(peers.LISTEN):
                             sys.exit("side_by_side.py: %s did not listen on %s; see %s/procs.log"
@@ -212,9 +231,12 @@ def markdown(a, shapes, targets, variants, summary):
         "# Side by side: HAProxy, NGINX, ringress",
         "",
         "%s, %s, %d CPUs; %d round(s) of %d s (warm-up %d s), medians; ratios are medians of "
-        "per-round ratios against HAProxy." % (
+        "per-round ratios against HAProxy. %s" % (
             datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), cpu_model(), os.cpu_count(),
-            a.rounds, a.seconds, a.warmup),
+            a.rounds, a.seconds, a.warmup,
+            "Each proxy: one worker on CPU 1; load and backends on CPU 0." if a.threads == 1
+            else "Each proxy: %d workers on CPUs 0-%d, shared with the load and the backends."
+            % (a.threads, a.threads - 1)),
         "",
         "Variants: " + "; ".join("`%s` = `%s`" % (n, c) for n, c in variants.items()),
         "",
@@ -328,6 +350,8 @@ def main():
     ap.add_argument("--out", help="directory for results.md, results.json and plot.svg "
                                   "(default: TARGET/side-by-side/DATE-TIME)")
     ap.add_argument("--no-build", action="store_true", help="use the binaries as they are")
+    ap.add_argument("--threads", type=int, default=1, choices=(1, 2),
+                    help="workers per proxy: 1 (on CPU 1) or 2 (on CPUs 0 and 1)")
     a = ap.parse_args()
     if a.rounds < 1 or a.seconds < 1 or a.warmup < 0 or a.open_conns < 1:
         sys.exit("side_by_side.py: --rounds, --seconds and --open-conns must be >= 1")
