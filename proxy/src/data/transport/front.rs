@@ -246,8 +246,8 @@ impl Front {
         self.pingora_request(stream, shutting_down, shutdown).await
     }
 
-    /// One request through pingora's pipeline. Boxed: its future is large,
-    /// and inline it would size every connection's future, idle ones too.
+    /// One request through pingora's pipeline, boxed on its own: its future is
+    /// large, and inline it would size the box every fast-path request takes.
     fn pingora_request<'a>(
         &'a self,
         stream: Stream,

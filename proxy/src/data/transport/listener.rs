@@ -161,8 +161,9 @@ async fn accept_loop(
             }
             Err(e) => {
                 log::warn!("accept on the plain listener: {e}");
-                // Out of descriptors or memory: accept would fail again at
-                // once; let connections close first.
+                // Out of descriptors or memory (ENFILE, EMFILE, ENOBUFS,
+                // ENOMEM): accept would fail again at once; let connections
+                // close first.
                 if matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12)) {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
