@@ -144,6 +144,9 @@ async fn accept_loop(
         };
         match accepted {
             Ok((tcp, peer)) => {
+                let Ok(tcp) = client_socket(tcp) else {
+                    continue;
+                };
                 let front = Arc::clone(&front);
                 let shutdown = shutdown.clone();
                 if move_to_worker {
@@ -169,5 +172,40 @@ async fn accept_loop(
                 }
             }
         }
+    }
+}
+
+/// A client connection as the front door gets it. `TCP_NODELAY`, as
+/// pingora's listener and NGINX's `tcp_nodelay` set it: a response streamed
+/// in several writes must not have its last small segment held back until
+/// the client acknowledges the previous one (with a delayed ACK, 40 ms per
+/// response on a keep-alive connection).
+fn client_socket(tcp: TcpStream) -> io::Result<TcpStream> {
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_send_small_segments_at_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (tcp, _) = listener.accept().await.unwrap();
+        assert!(!tcp.nodelay().unwrap(), "the kernel's default");
+        assert!(client_socket(tcp).unwrap().nodelay().unwrap());
+    }
+
+    #[test]
+    fn binds_with_a_clear_error_when_the_address_is_taken() {
+        let first = bind("127.0.0.1:0").unwrap();
+        let taken = first.local_addr().unwrap().to_string();
+        let err = bind(&taken).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        assert!(bind("not an address").is_err());
     }
 }
