@@ -27,19 +27,13 @@ thread_local! {
 /// An empty buffer for a request head, [`HEAD_CAPACITY`] bytes.
 #[inline]
 pub fn take_head() -> BytesMut {
-    FREE_HEAD
-        .with(|free| free.borrow_mut().pop())
-        .unwrap_or_else(|| BytesMut::with_capacity(HEAD_CAPACITY))
+    take_bytes(&FREE_HEAD, HEAD_CAPACITY)
 }
 
 /// Returns a buffer from [`take_head`]; one that lost or gained capacity is dropped.
 #[inline]
-pub fn give_head(mut buf: BytesMut) {
-    buf.clear();
-    if buf.capacity() != HEAD_CAPACITY {
-        return;
-    }
-    keep(&FREE_HEAD, buf);
+pub fn give_head(buf: BytesMut) {
+    give_bytes(&FREE_HEAD, buf, HEAD_CAPACITY);
 }
 
 /// An empty buffer for the bytes a request writes.
@@ -60,7 +54,23 @@ pub fn give_out(mut buf: Vec<u8>) {
     keep(&FREE_OUT, buf);
 }
 
-fn keep<T: 'static>(pool: &'static std::thread::LocalKey<RefCell<Vec<T>>>, buf: T) {
+type Pool<T> = std::thread::LocalKey<RefCell<Vec<T>>>;
+
+fn take_bytes(pool: &'static Pool<BytesMut>, capacity: usize) -> BytesMut {
+    pool.with(|free| free.borrow_mut().pop())
+        .unwrap_or_else(|| BytesMut::with_capacity(capacity))
+}
+
+/// Keeps `buf` emptied if it still has exactly `capacity` (not split off and
+/// sent on, not grown).
+fn give_bytes(pool: &'static Pool<BytesMut>, mut buf: BytesMut, capacity: usize) {
+    buf.clear();
+    if buf.capacity() == capacity {
+        keep(pool, buf);
+    }
+}
+
+fn keep<T: 'static>(pool: &'static Pool<T>, buf: T) {
     pool.with(|free| {
         let mut free = free.borrow_mut();
         if free.len() < KEPT {
@@ -72,20 +82,14 @@ fn keep<T: 'static>(pool: &'static std::thread::LocalKey<RefCell<Vec<T>>>, buf: 
 /// An empty buffer for reading an endpoint's response.
 #[inline]
 pub fn take_upstream() -> BytesMut {
-    FREE_UPSTREAM
-        .with(|free| free.borrow_mut().pop())
-        .unwrap_or_else(|| BytesMut::with_capacity(UPSTREAM_CAPACITY))
+    take_bytes(&FREE_UPSTREAM, UPSTREAM_CAPACITY)
 }
 
 /// Returns a buffer from [`take_upstream`]; emptied first. One that lost
 /// capacity (split off and sent on) or grew is dropped.
 #[inline]
-pub fn give_upstream(mut buf: BytesMut) {
-    buf.clear();
-    if buf.capacity() != UPSTREAM_CAPACITY {
-        return;
-    }
-    keep(&FREE_UPSTREAM, buf);
+pub fn give_upstream(buf: BytesMut) {
+    give_bytes(&FREE_UPSTREAM, buf, UPSTREAM_CAPACITY);
 }
 
 #[cfg(test)]

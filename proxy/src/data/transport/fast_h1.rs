@@ -215,16 +215,13 @@ impl FastPath {
         parsed: impl FnOnce(),
         shutting_down: bool,
     ) -> Option<Outcome> {
-        conn.head.clear();
         if conn.head.capacity() > LARGE_HEAD {
             // A large head is not kept for the connection's idle time.
             conn.head = BytesMut::new();
         }
+        conn.take_head();
         loop {
             let from = conn.head.len();
-            if from == 0 {
-                conn.take_head();
-            }
             if conn.head.capacity() - from < 1024 {
                 // Most request heads fit the first kilobyte; an idle
                 // connection holds no more.

@@ -181,24 +181,14 @@ impl Front {
         watch.phase.store(IDLE, Relaxed);
         conn.release_head();
         let deadline = Instant::now() + self.limits.idle;
-        if timer.deadline() > deadline {
-            timer.as_mut().reset(deadline);
-        }
+        arm_by(timer.as_mut(), deadline);
         let mut readable = std::pin::pin!(stream.read(&mut []));
-        poll_fn(|cx| loop {
+        poll_fn(|cx| {
             if readable.as_mut().poll(cx).is_ready() {
                 // Bytes, or an end the next read reports.
                 return Poll::Ready(true);
             }
-            if timer.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            // Armed for an earlier request: pushed to this wait's deadline.
-            if Instant::now() < deadline {
-                timer.as_mut().reset(deadline);
-                continue;
-            }
-            return Poll::Ready(false);
+            poll_until(timer.as_mut(), deadline, cx).map(|()| false)
         })
         .await
     }
@@ -287,9 +277,7 @@ impl Front {
         // request) is pushed to it. That keeps the timer wheel off the
         // per-request path.
         let mut deadline = Instant::now() + self.limits.idle;
-        if timer.deadline() > deadline {
-            timer.as_mut().reset(deadline);
-        }
+        arm_by(timer.as_mut(), deadline);
         let mut header_timer = false;
         let outcome = poll_fn(|cx| loop {
             if let Poll::Ready(reused) = request.as_mut().poll(cx) {
@@ -305,9 +293,7 @@ impl Front {
                         return Poll::Pending;
                     };
                     deadline = Instant::now() + Duration::from_millis(at.saturating_sub(now_ms()));
-                    if timer.deadline() > deadline {
-                        timer.as_mut().reset(deadline);
-                    }
+                    arm_by(timer.as_mut(), deadline);
                 }
                 HEADER if !header_timer => {
                     header_timer = true;
@@ -316,12 +302,8 @@ impl Front {
                 }
                 _ => {}
             }
-            if timer.as_mut().poll(cx).is_pending() {
+            if poll_until(timer.as_mut(), deadline, cx).is_pending() {
                 return Poll::Pending;
-            }
-            if Instant::now() < deadline {
-                timer.as_mut().reset(deadline);
-                continue;
             }
             match watch.phase.load(Relaxed) {
                 // Not a byte of a request: an idle connection, closed quietly.
@@ -375,6 +357,29 @@ impl Front {
                 None
             }
         }
+    }
+}
+
+/// Makes the connection's timer fire no later than `deadline`. It is moved
+/// only earlier here: a timer armed for a later deadline would otherwise be
+/// re-filed in the wheel on every keep-alive request.
+fn arm_by(mut timer: Pin<&mut Sleep>, deadline: Instant) {
+    if timer.deadline() > deadline {
+        timer.as_mut().reset(deadline);
+    }
+}
+
+/// Ready once `deadline` passed. A timer that fires early (armed for an
+/// earlier request's deadline) is pushed to `deadline` and waited on again.
+fn poll_until(mut timer: Pin<&mut Sleep>, deadline: Instant, cx: &mut Context<'_>) -> Poll<()> {
+    loop {
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        if Instant::now() >= deadline {
+            return Poll::Ready(());
+        }
+        timer.as_mut().reset(deadline);
     }
 }
 
