@@ -29,6 +29,10 @@ Shapes (--shapes, comma-separated):
               so a stall is charged to every request it delays, as wrk2 does)
   +zipf       on any shape: hot keys (ids drawn heavily skewed) instead of uniform ids
 
+With --direct SHAPES (default c1,c16+think5, the low-load shapes), each round of those shapes also
+runs the same load straight at one backend, and a second table gives the latency each proxy adds
+per hop: its p50 and p99 minus the direct ones from the same round.
+
 Before measuring it builds target/release/ringress and open-loop (cargo build --release; skip with
 --no-build). Variants are NAME=COMMAND; --routes, --listen, --admin and --threads N are appended.
 """
@@ -51,6 +55,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 DEFAULT_SHAPES = "c1,c8,c64,c256,c64+think5,c64+zipf,r10000"
 PEERS = ("haproxy", "nginx")
+# Low-load shapes, where the latency a hop adds is the proxy's own and not queueing.
+DEFAULT_DIRECT = "c1,c16+think5"
+DIRECT = "127.0.0.1:%d" % peers.PORTS[0]
 COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f"]
 
 
@@ -116,9 +123,9 @@ def build():
         sys.exit("side_by_side.py: the build failed")
 
 
-def run_open_loop(shape, seconds, open_conns):
+def run_open_loop(shape, seconds, open_conns, addr):
     cmd = ["taskset", "-c", "0", os.path.join(target_dir(), "release", "open-loop"),
-           "--url", "http://" + peers.LISTEN, "--rate", str(shape["rate"]),
+           "--url", "http://" + addr, "--rate", str(shape["rate"]),
            "--seconds", str(seconds), "--conns", str(open_conns)]
     if shape["zipf"]:
         cmd.append("--zipf")
@@ -131,11 +138,11 @@ def run_open_loop(shape, seconds, open_conns):
             "errors": r["errors"] + r["unfinished"]}
 
 
-def load(shape, seconds, open_conns):
-    """One run of the shape's load; the dict has requests completed."""
+def load(shape, seconds, open_conns, addr=peers.LISTEN):
+    """One run of the shape's load at addr; the dict has requests completed."""
     if shape["rate"]:
-        return run_open_loop(shape, seconds, open_conns)
-    res = peers.run_wrk("http://" + peers.LISTEN, seconds, shape["conns"], shape["zipf"],
+        return run_open_loop(shape, seconds, open_conns, addr)
+    res = peers.run_wrk("http://" + addr, seconds, shape["conns"], shape["zipf"],
                         shape["think_ms"])
     res["requests"] = res["rps"] * seconds
     return res
@@ -168,6 +175,7 @@ def measure_all(a, shapes, variants):
     proxy_cpus = "1" if a.threads == 1 else ",".join(str(c) for c in range(a.threads))
     targets = list(makers)
     rows = {s["name"]: {t: [] for t in targets} for s in shapes}
+    direct = {s["name"]: [] for s in shapes if s["name"] in a.direct}
     backends = peers.start(peers.write_backends(d), 0, logf)
     try:
         if not all(peers.wait_port("127.0.0.1:%d" % p) for p in peers.PORTS):
@@ -175,6 +183,15 @@ def measure_all(a, shapes, variants):
         for r in range(a.rounds):
             order = targets[r % len(targets):] + targets[:r % len(targets)]
             for shape in shapes:
+                if shape["name"] in direct:
+                    # The same load straight at one backend: what each proxy adds per hop.
+                    if a.warmup:
+                        load(shape, a.warmup, a.open_conns, DIRECT)
+                    res = load(shape, a.seconds, a.open_conns, DIRECT)
+                    direct[shape["name"]].append(res)
+                    print("round %d %-12s %-10s %8.0f req/s  p50 %6.3f  p99 %6.3f ms"
+                          % (r + 1, shape["name"], "direct", res["rps"], res["p50_ms"] or 0,
+                             res["p99_ms"] or 0), file=sys.stderr, flush=True)
                 for t in order:
                     proc = peers.start(makers[t](), proxy_cpus, logf)
                     try:
@@ -200,7 +217,7 @@ def measure_all(a, shapes, variants):
         peers.stop(backends)
         logf.close()
     shutil.rmtree(d, ignore_errors=True)
-    return targets, rows
+    return targets, rows, direct
 
 
 def summarize(targets, rows):
@@ -222,11 +239,25 @@ def summarize(targets, rows):
     return out
 
 
+def added_per_hop(targets, rows, direct):
+    """Per shape measured direct and target: p50 and p99 through the proxy minus direct, in µs,
+    medians over rounds of the same round's difference (drift of the host cancels out)."""
+    out = {}
+    for shape, base in direct.items():
+        out[shape] = {"direct": {k: statistics.median(x[k] or 0 for x in base)
+                                 for k in ("p50_ms", "p99_ms")}}
+        for t in targets:
+            out[shape][t] = {k: 1e3 * statistics.median((x[k] or 0) - (b[k] or 0)
+                                                        for x, b in zip(rows[shape][t], base))
+                             for k in ("p50_ms", "p99_ms")}
+    return out
+
+
 def ratio(x):
     return "%.2f×" % x if x is not None else "–"
 
 
-def markdown(a, shapes, targets, variants, summary):
+def markdown(a, shapes, targets, variants, summary, hop):
     lines = [
         "# Side by side: HAProxy, NGINX, ringress",
         "",
@@ -251,6 +282,20 @@ def markdown(a, shapes, targets, variants, summary):
                 s["name"], t, m["rps"], m["cpu_us"], ratio(m["cpu_vs_haproxy"]), m["p50_ms"],
                 m["p99_ms"], m["p999_ms"], ratio(m["p99_vs_haproxy"]),
                 ratio(m["p999_vs_haproxy"]), m["errors"]))
+    if hop:
+        lines += ["", "Added latency per hop: through the proxy minus the same load straight at one "
+                  "backend (%s) in the same round; medians over rounds of the per-round "
+                  "difference." % DIRECT, "",
+                  "| shape | direct p50 ms | direct p99 ms | target | added p50 µs | added p99 µs |",
+                  "| --- | ---: | ---: | --- | ---: | ---: |"]
+        for s in shapes:
+            if s["name"] not in hop:
+                continue
+            h = hop[s["name"]]
+            for t in targets:
+                lines.append("| %s | %.3f | %.3f | %s | %.0f | %.0f |" % (
+                    s["name"], h["direct"]["p50_ms"], h["direct"]["p99_ms"], t,
+                    h[t]["p50_ms"], h[t]["p99_ms"]))
     lines += ["", "Shapes:"]
     lines += ["- `%s`: %s" % (s["name"], describe(s, a.open_conns)) for s in shapes]
     return "\n".join(lines) + "\n"
@@ -350,12 +395,16 @@ def main():
     ap.add_argument("--out", help="directory for results.md, results.json and plot.svg "
                                   "(default: TARGET/side-by-side/DATE-TIME)")
     ap.add_argument("--no-build", action="store_true", help="use the binaries as they are")
+    ap.add_argument("--direct", default=DEFAULT_DIRECT, metavar="SHAPES",
+                    help="shapes also run straight at one backend, for the latency each proxy adds "
+                         "per hop (default: %(default)s, the low-load ones; '' for none)")
     ap.add_argument("--threads", type=int, default=1, choices=(1, 2),
                     help="workers per proxy: 1 (on CPU 1) or 2 (on CPUs 0 and 1)")
     a = ap.parse_args()
     if a.rounds < 1 or a.seconds < 1 or a.warmup < 0 or a.open_conns < 1:
         sys.exit("side_by_side.py: --rounds, --seconds and --open-conns must be >= 1")
     shapes = [parse_shape(s) for s in a.shapes.split(",") if s]
+    a.direct = {x for x in a.direct.split(",") if x}
     if not shapes:
         sys.exit("side_by_side.py: no shapes")
     variants = parse_variants(a.variant)
@@ -371,14 +420,15 @@ def main():
                                     datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     os.makedirs(out_dir, exist_ok=True)
 
-    targets, rows = measure_all(a, shapes, variants)
+    targets, rows, direct = measure_all(a, shapes, variants)
     summary = summarize(targets, rows)
-    md = markdown(a, shapes, targets, variants, summary)
+    hop = added_per_hop(targets, rows, direct)
+    md = markdown(a, shapes, targets, variants, summary, hop)
     with open(os.path.join(out_dir, "results.md"), "w") as f:
         f.write(md)
     with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump({"shapes": shapes, "variants": variants, "rounds": rows, "medians": summary},
-                  f, indent=1)
+        json.dump({"shapes": shapes, "variants": variants, "rounds": rows, "medians": summary,
+                   "direct_rounds": direct, "added_per_hop_us": hop}, f, indent=1)
     with open(os.path.join(out_dir, "plot.svg"), "w") as f:
         f.write(svg_plot(shapes, targets, summary))
     print(md)
