@@ -27,6 +27,8 @@ Shapes (--shapes, comma-separated):
   rN          open loop at N requests/s (open-loop, from the benches crate: requests are due on a
               fixed schedule over --open-conns connections, latency counts from the due time,
               so a stall is charged to every request it delays, as wrk2 does)
+  rP%         open loop at P% of HAProxy's maximum rate on this host now, measured before the
+              rounds (the best of wrk closed loops at 64 and 256 connections)
   +zipf       on any shape: hot keys (ids drawn heavily skewed) instead of uniform ids
 
 With --direct SHAPES (default c1,c16+think5, the low-load shapes), each round of those shapes also
@@ -53,7 +55,9 @@ import peers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-DEFAULT_SHAPES = "c1,c8,c64,c256,c64+think5,c64+zipf,r10000"
+# Issue 24's shapes: closed loops from 1 to 256 connections, with think time, hot keys, and open
+# loops at half and 90% of HAProxy's maximum rate on this host.
+DEFAULT_SHAPES = "c1,c8,c64,c256,c16+think5,c64+think5,c64+zipf,r50%,r90%"
 PEERS = ("haproxy", "nginx")
 # Low-load shapes, where the latency a hop adds is the proxy's own and not queueing.
 DEFAULT_DIRECT = "c1,c16+think5"
@@ -67,12 +71,17 @@ def target_dir():
 
 def parse_shape(spec):
     """cN[+thinkMS][+zipf] or rN[+zipf] -> dict; exits with the grammar on anything else."""
-    shape = {"name": spec, "conns": None, "rate": None, "think_ms": 0, "zipf": False}
+    shape = {"name": spec, "conns": None, "rate": None, "rate_pct": None, "think_ms": 0,
+             "zipf": False}
     parts = spec.split("+")
     head, mods = parts[0], parts[1:]
     try:
         if head.startswith("c"):
             shape["conns"] = int(head[1:])
+        elif head.startswith("r") and head.endswith("%"):
+            shape["rate_pct"] = int(head[1:-1])
+            if not 0 < shape["rate_pct"] <= 200:
+                raise ValueError
         elif head.startswith("r"):
             shape["rate"] = int(head[1:])
         else:
@@ -85,16 +94,18 @@ def parse_shape(spec):
             else:
                 raise ValueError
     except ValueError:
-        sys.exit("side_by_side.py: bad shape %r: want cN, cN+thinkMS, rN, each optionally +zipf "
-                 "(e.g. c64, c64+think5, r10000+zipf)" % spec)
-    if (shape["conns"] or shape["rate"] or 0) <= 0:
+        sys.exit("side_by_side.py: bad shape %r: want cN, cN+thinkMS, rN, rP%%, each optionally "
+                 "+zipf (e.g. c64, c64+think5, r10000+zipf, r90%%)" % spec)
+    if (shape["conns"] or shape["rate"] or shape["rate_pct"] or 0) <= 0:
         sys.exit("side_by_side.py: bad shape %r: N must be positive" % spec)
     return shape
 
 
 def describe(shape, open_conns):
     if shape["rate"]:
-        text = "open loop, %d req/s over %d connections" % (shape["rate"], open_conns)
+        text = "open loop, %d req/s%s over %d connections" % (
+            shape["rate"], " (%d%% of HAProxy's maximum)" % shape["rate_pct"]
+            if shape["rate_pct"] else "", open_conns)
     else:
         text = "closed loop, %d connection%s" % (shape["conns"], "" if shape["conns"] == 1 else "s")
         if shape["think_ms"]:
@@ -161,6 +172,29 @@ def with_threads(d, conf, cmd, one, many):
     return cmd
 
 
+def calibrate(shapes, a, makers, proxy_cpus, logf):
+    """HAProxy's maximum rate on this host now: the best of closed loops at 64 and 256
+    connections. Sets the rate of every rP% shape from it; returns it."""
+    best = 0
+    proc = peers.start(makers["haproxy"](), proxy_cpus, logf)
+    try:
+        if not peers.wait_port(peers.LISTEN):
+            sys.exit("side_by_side.py: haproxy did not listen on %s" % peers.LISTEN)
+        peers.run_wrk("http://" + peers.LISTEN, max(1, a.warmup), 64, False)
+        for conns in (64, 256):
+            best = max(best, peers.run_wrk("http://" + peers.LISTEN, a.seconds, conns, False)["rps"])
+    finally:
+        peers.stop(proc)
+        peers.wait_closed(peers.LISTEN)
+    for s in shapes:
+        if s["rate_pct"]:
+            s["rate"] = int(round(best * s["rate_pct"] / 100.0, -2))
+    print("side_by_side.py: HAProxy's maximum here now: %.0f req/s; open-loop rates: %s"
+          % (best, ", ".join("%s = %d" % (s["name"], s["rate"]) for s in shapes if s["rate_pct"])),
+          file=sys.stderr, flush=True)
+    return best
+
+
 def measure_all(a, shapes, variants):
     d = tempfile.mkdtemp(prefix="ringress-side-by-side-")
     os.chmod(d, 0o755)  # nginx workers may run as an unprivileged user
@@ -180,6 +214,8 @@ def measure_all(a, shapes, variants):
     try:
         if not all(peers.wait_port("127.0.0.1:%d" % p) for p in peers.PORTS):
             sys.exit("side_by_side.py: backends did not start; see %s" % d)
+        if any(s["rate_pct"] for s in shapes):
+            a.haproxy_max = calibrate(shapes, a, makers, proxy_cpus, logf)
         for r in range(a.rounds):
             order = targets[r % len(targets):] + targets[:r % len(targets)]
             for shape in shapes:
@@ -271,6 +307,12 @@ def markdown(a, shapes, targets, variants, summary, hop):
         "",
         "Variants: " + "; ".join("`%s` = `%s`" % (n, c) for n, c in variants.items()),
         "",
+    ]
+    if getattr(a, "haproxy_max", None):
+        lines += ["HAProxy's maximum rate in this run (before the rounds, the best of wrk closed "
+                  "loops at 64 and 256 connections, %d s each): %.0f req/s; the rP%% shapes are that "
+                  "share of it." % (a.seconds, a.haproxy_max), ""]
+    lines += [
         "| shape | target | req/s | CPU µs/req | CPU vs HAProxy | p50 ms | p99 ms | p99.9 ms "
         "| p99 vs HAProxy | p99.9 vs HAProxy | errors |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
