@@ -166,6 +166,7 @@ impl RequestParts for Request<'_> {
 }
 
 /// Why an exchange with an endpoint failed.
+#[cfg_attr(test, derive(Debug))]
 enum UpstreamError {
     /// A reused connection broke before a whole response head (most often
     /// the endpoint closed it while idle). Safe to send again on a new
@@ -293,7 +294,8 @@ impl FastPath {
                 match permits {
                     Ok(_permits) => {
                         write_upstream_head(&mut conn.out, &req, rr, conn.proto);
-                        let mut upstream = buffers::take_upstream();
+                        // From the pool when the endpoint answers (`send`).
+                        let mut upstream = BytesMut::new();
                         let (out, timer) = (&mut conn.out, &mut conn.timer);
                         let keep = exchange
                             .run(stream, out, &mut upstream, timer, routed.key_hash)
@@ -955,16 +957,25 @@ async fn send(
     buf.clear();
     let mut interim = 0;
     loop {
-        if buf.capacity() - buf.len() < 1024 {
+        match timer.within(timeout, conn.readable()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(broken(fresh)),
+            Err(_) => return Err(UpstreamError::Timeout),
+        }
+        // Taken once there is an answer to read: a request waiting on a slow
+        // endpoint holds no read buffer (memory per request in flight).
+        if buf.capacity() == 0 {
+            *buf = buffers::take_upstream();
+        } else if buf.capacity() - buf.len() < 1024 {
             buf.reserve(READ_CHUNK);
         }
         let mut from = buf.len();
-        match timer.within(timeout, conn.read_buf(buf)).await {
-            Ok(Ok(n)) if n > 0 => {}
+        match conn.try_read_buf(buf) {
+            Ok(n) if n > 0 => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             // Broken before a whole head: on a reused connection sent once
             // more on a new one, as pingora retries a reused connection.
-            Ok(_) => return Err(broken(fresh)),
-            Err(_) => return Err(UpstreamError::Timeout),
+            _ => return Err(broken(fresh)),
         }
         // Interim 1xx heads go to the client as they come (RFC 9110 §15.2;
         // `response::check_status`); the final head may be in the same read.
@@ -1145,6 +1156,90 @@ async fn write_all(client: &mut Stream, bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::{head_complete, head_end, plain_host_byte, plain_uri_byte, raw_line};
+    use super::{send, LazyTimer, UpstreamError};
+    use crate::data::transport::plain::PlainStream;
+    use bytes::BytesMut;
+    use pingora::protocols::Stream;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A connected (ours, theirs) pair on loopback.
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ours = TcpStream::connect(listener.local_addr().unwrap());
+        let (ours, theirs) = tokio::join!(ours, listener.accept());
+        (ours.unwrap(), theirs.unwrap().0)
+    }
+
+    #[tokio::test]
+    async fn the_read_buffer_is_taken_only_when_the_endpoint_answers() {
+        let (mut upstream, mut endpoint) = pair().await;
+        let (client_tcp, _client) = pair().await;
+        let peer = client_tcp.peer_addr().unwrap();
+        let mut client: Stream = Box::new(PlainStream::new(client_tcp, peer));
+        let mut timer = LazyTimer::new();
+        let head = b"GET /products/1 HTTP/1.1\r\nHost: x\r\n\r\n";
+
+        // An endpoint that has not answered: the request waits holding no buffer.
+        let mut buf = BytesMut::new();
+        let short = Duration::from_millis(50);
+        let waited = send(
+            &mut upstream,
+            head,
+            &mut buf,
+            &mut timer,
+            short,
+            true,
+            &mut client,
+        );
+        assert!(matches!(waited.await, Err(UpstreamError::Timeout)));
+        assert_eq!(buf.capacity(), 0);
+        let mut got = [0u8; 64];
+        let n = endpoint.read(&mut got).await.unwrap();
+        assert_eq!(&got[..n], head);
+
+        // It answers, in two writes: the head is read into a pooled buffer.
+        let long = Duration::from_secs(5);
+        let answer = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            endpoint
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-")
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            endpoint.write_all(b"Length: 2\r\n\r\nok").await.unwrap();
+        };
+        let sent = send(
+            &mut upstream,
+            head,
+            &mut buf,
+            &mut timer,
+            long,
+            true,
+            &mut client,
+        );
+        let (sent, ()) = tokio::join!(sent, answer);
+        let end = sent.unwrap();
+        assert_eq!(&buf[..end], b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n");
+        assert_eq!(&buf[end..], b"ok");
+        assert!(buf.capacity() >= 16 * 1024);
+
+        // The endpoint closes before answering: broken.
+        let (mut upstream, endpoint) = pair().await;
+        drop(endpoint);
+        let mut buf = BytesMut::new();
+        let closed = send(
+            &mut upstream,
+            head,
+            &mut buf,
+            &mut timer,
+            long,
+            true,
+            &mut client,
+        );
+        assert!(matches!(closed.await, Err(UpstreamError::Broken)));
+    }
 
     #[test]
     fn header_lines_are_copied_whole_only_when_already_in_canonical_form() {
