@@ -13,7 +13,9 @@
 //!
 //! Requests are `GET /products/<id>` with ids as benches/e2e/keys.lua draws them. Prints one JSON
 //! object: completed requests, errors, unfinished (still queued 5 s after the last was due),
-//! achieved req/s and latency percentiles in milliseconds.
+//! achieved req/s, `kept_up_rps` (responses that ended by the time the last request was due, per
+//! second: the rate the server kept up with, below the target when it queues) and latency
+//! percentiles in milliseconds.
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -117,6 +119,9 @@ struct ConnStats {
     latencies: Vec<u64>,
     errors: u64,
     unfinished: u64,
+    /// Responses that ended by the time the last request was due: over `seconds`, the rate the
+    /// server kept up with (below the target rate when it queues).
+    in_time: u64,
 }
 
 async fn run(args: &Args) -> Result<String, String> {
@@ -132,7 +137,8 @@ async fn run(args: &Args) -> Result<String, String> {
         })?);
     }
     let start = Instant::now() + Duration::from_millis(20);
-    let deadline = start + Duration::from_secs_f64(args.seconds) + DRAIN;
+    let end = start + Duration::from_secs_f64(args.seconds);
+    let deadline = end + DRAIN;
     let mut senders = Vec::with_capacity(args.conns);
     let mut tasks = Vec::with_capacity(args.conns);
     for (n, stream) in streams.into_iter().enumerate() {
@@ -145,6 +151,7 @@ async fn run(args: &Args) -> Result<String, String> {
             args.host.clone(),
             keys,
             rx,
+            end,
             deadline,
         )));
     }
@@ -158,6 +165,7 @@ async fn run(args: &Args) -> Result<String, String> {
         all.latencies.extend(s.latencies);
         all.errors += s.errors;
         all.unfinished += s.unfinished;
+        all.in_time += s.in_time;
     }
     pacer.await.map_err(|e| e.to_string())??;
     let mut lat = all.latencies;
@@ -171,13 +179,14 @@ async fn run(args: &Args) -> Result<String, String> {
     };
     Ok(format!(
         "{{\"target_rps\": {}, \"requests\": {}, \"errors\": {}, \"unfinished\": {}, \
-         \"rps\": {:.1}, \"p50_ms\": {:.4}, \"p90_ms\": {:.4}, \"p99_ms\": {:.4}, \
-         \"p999_ms\": {:.4}, \"max_ms\": {:.4}}}",
+         \"rps\": {:.1}, \"kept_up_rps\": {:.1}, \"p50_ms\": {:.4}, \"p90_ms\": {:.4}, \
+         \"p99_ms\": {:.4}, \"p999_ms\": {:.4}, \"max_ms\": {:.4}}}",
         args.rate,
         lat.len(),
         all.errors,
         all.unfinished,
         lat.len() as f64 / args.seconds,
+        all.in_time as f64 / args.seconds,
         pct(50.0),
         pct(90.0),
         pct(99.0),
@@ -280,6 +289,7 @@ async fn connection(
     host: String,
     mut keys: Keys,
     mut due: mpsc::UnboundedReceiver<Instant>,
+    end: Instant,
     deadline: Instant,
 ) -> ConnStats {
     let mut stats = ConnStats::default();
@@ -313,9 +323,13 @@ async fn connection(
         );
         let outcome = exchange(&mut stream, &request, &mut buf, deadline).await;
         match outcome {
-            Ok(status) if (200..400).contains(&status) => stats
-                .latencies
-                .push(Instant::now().duration_since(due_at).as_nanos() as u64),
+            Ok(status) if (200..400).contains(&status) => {
+                let now = Instant::now();
+                stats.in_time += u64::from(now <= end);
+                stats
+                    .latencies
+                    .push(now.duration_since(due_at).as_nanos() as u64);
+            }
             Ok(_) => stats.errors += 1,
             Err(_) => {
                 stats.errors += 1;
