@@ -12,6 +12,8 @@ Targets:
   direct   wrk straight at one backend (the ceiling of this setup)
   haproxy  balance uri, hash-type consistent, hash-balance-factor 200
   nginx    hash $request_uri consistent, upstream keepalive
+Both peers add X-Forwarded-For, -Host and -Proto to every request, as ringress does, so each
+proxy forwards the same bytes and the backends parse the same requests.
   ours     the command given with --ours; {routes} in it is replaced by the path
            of a route file written for it (see ROUTES below), {listen} by
            127.0.0.1:18080, {admin} by 127.0.0.1:18081
@@ -143,6 +145,11 @@ defaults
   http-reuse always
 frontend fe
 %s
+  # The headers ringress adds to every request: the same work, the same bytes to the backends.
+  option forwardfor
+  http-request set-header X-Forwarded-Host %%[req.hdr(host)]
+  http-request set-header X-Forwarded-Proto https if { ssl_fc }
+  http-request set-header X-Forwarded-Proto http unless { ssl_fc }
   default_backend be
 backend be
   balance uri
@@ -168,7 +175,10 @@ http { access_log off;
     keepalive 256; }
   server { %s keepalive_requests 1000000;%s
     location / { proxy_pass http://be; proxy_http_version 1.1;
-      proxy_set_header Connection ""; } }
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-Host $http_host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme; } }
 }
 """ % (d, d, servers, " ".join("listen %s;" % x for x in listens),
        (" " + server_extra) if server_extra else "")
