@@ -970,12 +970,15 @@ async fn send(
             buf.reserve(READ_CHUNK);
         }
         let mut from = buf.len();
-        match conn.try_read_buf(buf) {
-            Ok(n) if n > 0 => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+        // `read_buf`, not `try_read_buf`: a read that leaves room in the
+        // buffer clears tokio's readiness flag, so the pool's liveness check
+        // on the next reuse answers without a syscall (`upstream_pool`).
+        match timer.within(timeout, conn.read_buf(buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
             // Broken before a whole head: on a reused connection sent once
             // more on a new one, as pingora retries a reused connection.
-            _ => return Err(broken(fresh)),
+            Ok(_) => return Err(broken(fresh)),
+            Err(_) => return Err(UpstreamError::Timeout),
         }
         // Interim 1xx heads go to the client as they come (RFC 9110 §15.2;
         // `response::check_status`); the final head may be in the same read.
