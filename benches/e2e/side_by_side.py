@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """HAProxy, NGINX and ringress (one or several variants) side by side on the same keyed traffic,
-each proxy alone on one core, in several shapes of load. Writes a markdown table and an SVG plot:
-CPU per request, p50/p99/p99.9 latency and ratios against HAProxy from the same rounds.
+each proxy alone on one core, in several shapes of load. Writes a markdown table and two SVG plots:
+CPU per request, p50/p99/p99.9 latency and ratios against HAProxy from the same rounds (plot.svg),
+and p99 against connections over the plain closed-loop shapes (p99.svg).
 
 Run from a clone (needs apt-get install -y nginx-light haproxy wrk, and python3):
 
@@ -435,6 +436,56 @@ def svg_plot(shapes, targets, summary):
     return "\n".join(out) + "\n"
 
 
+def p99_plot(shapes, targets, summary):
+    """p99 (log scale) against connections, one line per target, over the plain closed-loop
+    shapes (cN without think time or hot keys); None when fewer than two were run."""
+    closed = sorted((s for s in shapes if s["conns"] and not s["think_ms"] and not s["zipf"]),
+                    key=lambda s: s["conns"])
+    if len(closed) < 2:
+        return None
+    w, h, left, right, top, bottom = 640, 400, 70, 130, 40, 50
+    xs = [math.log(s["conns"]) for s in closed]
+    vals = [summary[s["name"]][t]["p99_ms"] for s in closed for t in targets]
+    lo = math.floor(math.log10(max(min(v for v in vals if v > 0), 1e-3))) if any(vals) else -1
+    hi = math.ceil(math.log10(max(vals))) if any(vals) else 1
+    hi = max(hi, lo + 1)
+
+    def px(x):
+        span = (xs[-1] - xs[0]) or 1
+        return left + (w - left - right) * (x - xs[0]) / span
+
+    def py(v):
+        v = max(v, 10 ** lo)
+        return top + (h - top - bottom) * (hi - math.log10(v)) / (hi - lo)
+
+    out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" '
+           'font-family="sans-serif" font-size="12">' % (w, h),
+           '<rect width="100%" height="100%" fill="white"/>',
+           '<text x="%d" y="22" font-size="14">p99 latency (ms, log scale) against connections '
+           '(closed loop)</text>' % left]
+    for e in range(lo, hi + 1):
+        y = py(10 ** e)
+        out.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/>'
+                   % (left, y, w - right, y))
+        out.append('<text x="%d" y="%.1f" text-anchor="end" fill="#555">%s</text>'
+                   % (left - 6, y + 4, "%g" % (10 ** e)))
+    for s, x in zip(closed, xs):
+        out.append('<text x="%.1f" y="%d" text-anchor="middle" fill="#555">%d</text>'
+                   % (px(x), h - bottom + 18, s["conns"]))
+    out.append('<text x="%d" y="%d" text-anchor="middle" fill="#555">connections</text>'
+               % ((left + w - right) // 2, h - 12))
+    for i, t in enumerate(targets):
+        color = COLORS[i % len(COLORS)]
+        pts = [(px(x), py(summary[s["name"]][t]["p99_ms"])) for s, x in zip(closed, xs)]
+        out.append('<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>'
+                   % (color, " ".join("%.1f,%.1f" % p for p in pts)))
+        out += ['<circle cx="%.1f" cy="%.1f" r="3" fill="%s"/>' % (x, y, color) for x, y in pts]
+        out.append('<text x="%d" y="%d" fill="%s">%s</text>'
+                   % (w - right + 12, top + 16 + 18 * i, color, html.escape(t)))
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -485,8 +536,12 @@ def main():
                    "direct_rounds": direct, "added_per_hop_us": hop}, f, indent=1)
     with open(os.path.join(out_dir, "plot.svg"), "w") as f:
         f.write(svg_plot(shapes, targets, summary))
+    p99 = p99_plot(shapes, targets, summary)
+    if p99:
+        with open(os.path.join(out_dir, "p99.svg"), "w") as f:
+            f.write(p99)
     print(md)
-    print("side_by_side.py: wrote %s/{results.md,results.json,plot.svg}" % out_dir,
+    print("side_by_side.py: wrote %s/{results.md,results.json,plot.svg,p99.svg}" % out_dir,
           file=sys.stderr)
 
 
