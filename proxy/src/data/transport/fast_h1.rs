@@ -957,14 +957,14 @@ async fn send(
     buf.clear();
     let mut interim = 0;
     loop {
-        match timer.within(timeout, conn.readable()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(broken(fresh)),
-            Err(_) => return Err(UpstreamError::Timeout),
-        }
         // Taken once there is an answer to read: a request waiting on a slow
         // endpoint holds no read buffer (memory per request in flight).
         if buf.capacity() == 0 {
+            match timer.within(timeout, conn.readable()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(broken(fresh)),
+                Err(_) => return Err(UpstreamError::Timeout),
+            }
             *buf = buffers::take_upstream();
         } else if buf.capacity() - buf.len() < 1024 {
             buf.reserve(READ_CHUNK);
@@ -1175,32 +1175,33 @@ mod tests {
         (ours.unwrap(), theirs.unwrap().0)
     }
 
-    #[tokio::test]
-    async fn the_read_buffer_is_taken_only_when_the_endpoint_answers() {
-        let (mut upstream, mut endpoint) = pair().await;
+    const HEAD: &[u8] = b"GET /products/1 HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    /// `send` of `HEAD` on a fresh connection, with a client that takes no interim responses.
+    async fn send_head(
+        upstream: &mut TcpStream,
+        buf: &mut BytesMut,
+        timeout: Duration,
+    ) -> Result<usize, UpstreamError> {
         let (client_tcp, _client) = pair().await;
         let peer = client_tcp.peer_addr().unwrap();
         let mut client: Stream = Box::new(PlainStream::new(client_tcp, peer));
         let mut timer = LazyTimer::new();
-        let head = b"GET /products/1 HTTP/1.1\r\nHost: x\r\n\r\n";
+        send(upstream, HEAD, buf, &mut timer, timeout, true, &mut client).await
+    }
+
+    #[tokio::test]
+    async fn the_read_buffer_is_taken_only_when_the_endpoint_answers() {
+        let (mut upstream, mut endpoint) = pair().await;
 
         // An endpoint that has not answered: the request waits holding no buffer.
         let mut buf = BytesMut::new();
-        let short = Duration::from_millis(50);
-        let waited = send(
-            &mut upstream,
-            head,
-            &mut buf,
-            &mut timer,
-            short,
-            true,
-            &mut client,
-        );
-        assert!(matches!(waited.await, Err(UpstreamError::Timeout)));
+        let waited = send_head(&mut upstream, &mut buf, Duration::from_millis(50)).await;
+        assert!(matches!(waited, Err(UpstreamError::Timeout)));
         assert_eq!(buf.capacity(), 0);
         let mut got = [0u8; 64];
         let n = endpoint.read(&mut got).await.unwrap();
-        assert_eq!(&got[..n], head);
+        assert_eq!(&got[..n], HEAD);
 
         // It answers, in two writes: the head is read into a pooled buffer.
         let long = Duration::from_secs(5);
@@ -1213,16 +1214,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
             endpoint.write_all(b"Length: 2\r\n\r\nok").await.unwrap();
         };
-        let sent = send(
-            &mut upstream,
-            head,
-            &mut buf,
-            &mut timer,
-            long,
-            true,
-            &mut client,
-        );
-        let (sent, ()) = tokio::join!(sent, answer);
+        let (sent, ()) = tokio::join!(send_head(&mut upstream, &mut buf, long), answer);
         let end = sent.unwrap();
         assert_eq!(&buf[..end], b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n");
         assert_eq!(&buf[end..], b"ok");
@@ -1232,16 +1224,8 @@ mod tests {
         let (mut upstream, endpoint) = pair().await;
         drop(endpoint);
         let mut buf = BytesMut::new();
-        let closed = send(
-            &mut upstream,
-            head,
-            &mut buf,
-            &mut timer,
-            long,
-            true,
-            &mut client,
-        );
-        assert!(matches!(closed.await, Err(UpstreamError::Broken)));
+        let closed = send_head(&mut upstream, &mut buf, long).await;
+        assert!(matches!(closed, Err(UpstreamError::Broken)));
     }
 
     #[test]
