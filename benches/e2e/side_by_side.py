@@ -41,6 +41,7 @@ Before measuring it builds target/release/ringress and open-loop (cargo build --
 --no-build). Variants are NAME=COMMAND; --routes, --listen, --admin and --threads N are appended.
 """
 import argparse
+import contextlib
 import datetime
 import html
 import json
@@ -175,24 +176,33 @@ def with_threads(d, conf, cmd, one, many):
     return cmd
 
 
+@contextlib.contextmanager
+def proxy_running(name, cmd, proxy_cpus, logf):
+    """The proxy started on proxy_cpus and listening on peers.LISTEN; stopped, with its port
+    closed, on the way out."""
+    proc = peers.start(cmd, proxy_cpus, logf)
+    try:
+        if not peers.wait_port(peers.LISTEN):
+            sys.exit("side_by_side.py: %s did not listen on %s; see %s" % (name, peers.LISTEN,
+                                                                           logf.name))
+        yield proc
+    finally:
+        peers.stop(proc)
+        peers.wait_closed(peers.LISTEN)
+
+
 def calibrate(shapes, a, makers, proxy_cpus, logf):
     """HAProxy's maximum rate on this host now, as the open-loop generator drives it (it costs
     the load's core more per request than wrk): the rate HAProxy kept up with when offered 1.3x
     the best of wrk closed loops at 64 and 256 connections. Sets the rate of every rP% shape from
     it; returns (the open-loop maximum, wrk's best)."""
     best = 0
-    proc = peers.start(makers["haproxy"](), proxy_cpus, logf)
-    try:
-        if not peers.wait_port(peers.LISTEN):
-            sys.exit("side_by_side.py: haproxy did not listen on %s" % peers.LISTEN)
+    with proxy_running("haproxy", makers["haproxy"](), proxy_cpus, logf):
         peers.run_wrk("http://" + peers.LISTEN, max(1, a.warmup), 64, False)
         for conns in (64, 256):
             best = max(best, peers.run_wrk("http://" + peers.LISTEN, a.seconds, conns, False)["rps"])
         over = {"rate": int(best * 1.3), "zipf": False}
         top = run_open_loop(over, a.seconds, a.open_conns, peers.LISTEN)["kept_up_rps"]
-    finally:
-        peers.stop(proc)
-        peers.wait_closed(peers.LISTEN)
     for s in shapes:
         if s["rate_pct"]:
             s["rate"] = int(round(top * s["rate_pct"] / 100.0, -2))
@@ -237,11 +247,7 @@ def measure_all(a, shapes, variants):
                           % (r + 1, shape["name"], "direct", res["rps"], res["p50_ms"] or 0,
                              res["p99_ms"] or 0), file=sys.stderr, flush=True)
                 for t in order:
-                    proc = peers.start(makers[t](), proxy_cpus, logf)
-                    try:
-                        if not peers.wait_port(peers.LISTEN):
-                            sys.exit("side_by_side.py: %s did not listen on %s; see %s/procs.log"
-                                     % (t, peers.LISTEN, d))
+                    with proxy_running(t, makers[t](), proxy_cpus, logf) as proc:
                         if a.warmup:
                             load(shape, a.warmup, a.open_conns)
                         cpu0 = peers.group_cpu_seconds(proc.pid)
@@ -249,9 +255,6 @@ def measure_all(a, shapes, variants):
                         res = load(shape, a.seconds, a.open_conns)
                         cpu = peers.group_cpu_seconds(proc.pid) - cpu0
                         be = peers.group_cpu_seconds(backends.pid) - be0
-                    finally:
-                        peers.stop(proc)
-                        peers.wait_closed(peers.LISTEN)
                     res["cpu_us"] = 1e6 * cpu / max(1, res["requests"])
                     # What the proxy makes the backends (on the load's core) spend per request.
                     res["backend_cpu_us"] = 1e6 * be / max(1, res["requests"])
