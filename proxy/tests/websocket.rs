@@ -12,14 +12,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use support::{eventually, Ringress};
+use support::tls::Pki;
+use support::{eventually, free_addr, Ringress};
 
 type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -192,7 +193,7 @@ async fn connect(proxy: &Ringress, key: &str) -> Client {
 }
 
 /// The next data message, within `WITHIN`.
-async fn next(ws: &mut Client) -> Message {
+async fn next<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) -> Message {
     loop {
         let msg = tokio::time::timeout(WITHIN, ws.next())
             .await
@@ -206,7 +207,7 @@ async fn next(ws: &mut Client) -> Message {
 }
 
 /// Sends `text` and returns the name of the pod that echoed it.
-async fn who(ws: &mut Client, text: &str) -> String {
+async fn who<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>, text: &str) -> String {
     ws.send(Message::text(text)).await.expect("send");
     let reply = next(ws).await.into_text().expect("text").to_string();
     let (pod, echoed) = reply.split_once(':').expect("pod:text");
@@ -215,7 +216,10 @@ async fn who(ws: &mut Client, text: &str) -> String {
 }
 
 /// Whether the tunnel ended (close, EOF or error) within `within`.
-async fn ends_within(ws: &mut Client, within: Duration) -> bool {
+async fn ends_within<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    within: Duration,
+) -> bool {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         match tokio::time::timeout_at(deadline, ws.next()).await {
@@ -574,4 +578,68 @@ fn an_upgrade_the_endpoint_never_answers_gets_504_after_the_response_timeout() {
     assert_eq!(proxy.metric("ringress_tunnels_open", ""), 0.0);
     drop(proxy);
     held.join().unwrap();
+}
+
+/// Over the TLS listener (wss): the upgrade, messages both ways, a large one
+/// and a burst, through the same tunnel as on the plain listener.
+#[test]
+fn echoes_over_tls() {
+    let pods = pods(2);
+    let pki = Pki::new("ws-tls");
+    let cert = pki.issue("ws", &["ws.test"], false);
+    let tls = free_addr().to_string();
+    let (crt, key) = (
+        cert.cert_pem.display().to_string(),
+        cert.key_pem.display().to_string(),
+    );
+    let proxy = Ringress::start_with(
+        &routes(&pods, "{connect: 1s, response: 5s}"),
+        &["--tls-listen", &tls, "--tls-cert", &crt, "--tls-key", &key],
+    );
+    eventually(WITHIN, "the TLS listener", || {
+        std::net::TcpStream::connect(&tls).ok()
+    });
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca_der()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    runtime().block_on(async {
+        let tcp = TcpStream::connect(&tls).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("ws.test").unwrap();
+        let stream = connector.connect(name, tcp).await.expect("TLS handshake");
+        let (mut ws, resp) = tokio::time::timeout(
+            WITHIN,
+            tokio_tungstenite::client_async("wss://ws.test/ws/alpha", stream),
+        )
+        .await
+        .expect("handshake in time")
+        .expect("handshake through ringress");
+        assert_eq!(resp.status(), 101);
+        let pod = who(&mut ws, "hello").await;
+        assert!(pods.iter().any(|p| p.name == pod));
+        for i in 0..10 {
+            assert_eq!(who(&mut ws, &format!("text {i}")).await, pod);
+        }
+        let big: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 7 + i / 253) as u8).collect();
+        ws.send(Message::binary(big.clone())).await.unwrap();
+        let reply = next(&mut ws).await.into_data();
+        assert!(reply[pod.len() + 1..] == big[..], "1 MiB echoed intact");
+        for i in 0..50 {
+            ws.feed(Message::text(format!("burst {i}"))).await.unwrap();
+        }
+        ws.flush().await.unwrap();
+        for i in 0..50 {
+            let reply = next(&mut ws).await.into_text().unwrap();
+            assert_eq!(reply.as_str(), format!("{pod}:burst {i}"));
+        }
+        ws.close(None).await.unwrap();
+        assert!(ends_within(&mut ws, WITHIN).await);
+    });
+    all_idle(&proxy, &pods);
 }

@@ -26,7 +26,6 @@ use crate::data::lifo::LifoConfig;
 use crate::data::transport::front::{Front, HeaderLimits};
 use crate::data::transport::listener::{self, Listeners, SharedFront};
 use crate::data::transport::pingora::Proxy;
-use crate::data::transport::DOWNSTREAM_WRITE_BUFFER;
 
 pub struct Settings {
     pub routes: PathBuf,
@@ -147,13 +146,14 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
             tls_settings.enable_h2();
             let mut service =
                 Service::new("ringress TLS".to_string(), SharedFront(Arc::clone(&front)));
-            // No read buffer in pingora's stream: it would live as long as the
-            // connection; reads go straight into the request's buffer. The
-            // write buffer coalesces a response head with its body.
+            // No buffers in pingora's stream: they would live as long as the
+            // connection. Reads go straight into the request's buffer; HTTP/1
+            // writes are held per response (`TlsClientStream`), HTTP/2's by
+            // the h2 codec.
             service.add_listener(
                 ListenerConfig::tcp(tls.listen.as_str())
                     .tls(tls_settings)
-                    .l4_buffer(L4BufferSettings::new(0, DOWNSTREAM_WRITE_BUFFER)),
+                    .l4_buffer(L4BufferSettings::new(0, 0)),
             );
             Some(service)
         }

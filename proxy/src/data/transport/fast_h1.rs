@@ -76,7 +76,7 @@ pub struct Connection {
     /// `X-Forwarded-Proto`: `https` on the TLS listener.
     proto: &'static str,
     /// The stream waits for the client's next bytes with a read into no
-    /// room ([`crate::data::transport::plain`]): idle, the connection holds
+    /// room (`PlainStream`, `TlsClientStream`): idle, the connection holds
     /// no head buffer. Set once a request was served.
     pub wait_unbuffered: bool,
 }
@@ -84,8 +84,7 @@ pub struct Connection {
 impl Connection {
     /// A request was served and the connection stays open.
     pub fn kept_alive(&mut self) {
-        // Plain streams only: a TLS stream may hold bytes already read.
-        self.wait_unbuffered = self.proto == "http";
+        self.wait_unbuffered = true;
     }
 
     /// The connection idles: its head buffer goes back to the thread's pool.

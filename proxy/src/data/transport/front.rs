@@ -50,6 +50,7 @@ use crate::data::transport::fast_h1::{self, FastPath, Outcome};
 use crate::data::transport::pingora::Proxy;
 use crate::data::transport::plain::PlainStream;
 use crate::data::transport::request_end::RequestEnd;
+use crate::data::transport::tls_client::TlsClientStream;
 
 /// Limits on reading a request header.
 #[derive(Debug, Clone, Copy)]
@@ -409,6 +410,7 @@ impl ServerApp for Front {
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
         let tls = stream.get_ssl_digest().is_some();
         let conn = Box::new(fast_h1::Connection::new(client, tls));
+        let stream: Stream = Box::new(TlsClientStream::new(stream));
         self.serve_http1(stream, conn, shutdown).await;
         None
     }
@@ -484,8 +486,8 @@ impl AsyncRead for Guarded {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if buf.remaining() == 0 {
-            // The front door's wait for a request's first byte on a plain
-            // stream, which holds no buffer meanwhile (`PlainStream`).
+            // The front door's wait for a request's first byte, holding no
+            // buffer meanwhile (`PlainStream`, `TlsClientStream`).
             let idle = this.watch.phase.load(Relaxed) == IDLE;
             let replaying = this.watch.replaying.load(Relaxed) || this.watch.h2.load(Relaxed);
             if idle && !replaying && this.ahead.is_empty() && !this.client_eof {

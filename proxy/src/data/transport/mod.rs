@@ -11,9 +11,11 @@ pub mod pingora;
 pub mod plain;
 pub mod request_end;
 pub mod tls;
+pub mod tls_client;
 pub mod upgrade;
 pub mod upstream_pool;
+pub mod write_buffer;
 
-/// Bytes of response buffered before a write to the client: pingora's
-/// default 1460 sends a response head and its body in separate syscalls.
+/// Bytes of response held before a write to the client ([`write_buffer`]):
+/// pingora's pipeline writes a head and its body separately.
 pub const DOWNSTREAM_WRITE_BUFFER: usize = 16 * 1024;

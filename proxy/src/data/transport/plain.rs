@@ -4,18 +4,15 @@
 //! write buffer, digests and timestamps for the connection's lifetime (about
 //! 20 KiB per idle client, BENCHMARKS.md).
 //!
-//! Writes are buffered from a response's first write to its flush, as
-//! pingora's pipeline writes a head and then its body and expects them to
-//! leave together; the buffer is freed at the flush. A vectored write with
-//! nothing buffered goes straight to the socket (the fast path writes a head
-//! and its body that way, one `writev`).
+//! Writes are held from a response's first write to its flush
+//! ([`WriteBuffer`]).
 use std::fmt;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use pingora::protocols::raw_connect::ProxyDigest;
@@ -26,17 +23,12 @@ use pingora::protocols::{
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// Writes buffered beyond this go out before more are taken (pingora's
-/// buffered stream has the same bound with ringress's setting).
-const WRITE_BUFFER: usize = 16 * 1024;
+use super::write_buffer::WriteBuffer;
 
 pub struct PlainStream {
     tcp: TcpStream,
     peer: SocketAddr,
-    /// Bytes written since the last flush; empty and unallocated between responses.
-    pending: Vec<u8>,
-    /// How much of `pending` is already sent.
-    sent: usize,
+    writes: WriteBuffer,
     /// Made on first use: only pingora's pipeline asks for it.
     digest: OnceLock<Arc<SocketDigest>>,
 }
@@ -46,31 +38,9 @@ impl PlainStream {
         Self {
             tcp,
             peer,
-            pending: Vec::new(),
-            sent: 0,
+            writes: WriteBuffer::default(),
             digest: OnceLock::new(),
         }
-    }
-
-    /// Sends what is buffered; frees the buffer once it is all out.
-    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.sent < self.pending.len() {
-            let n = ready!(Pin::new(&mut self.tcp).poll_write(cx, &self.pending[self.sent..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.sent += n;
-        }
-        self.pending = Vec::new();
-        self.sent = 0;
-        Poll::Ready(Ok(()))
-    }
-
-    fn buffer(&mut self, data: &[u8]) {
-        if self.pending.capacity() == 0 {
-            self.pending.reserve(WRITE_BUFFER.max(data.len()));
-        }
-        self.pending.extend_from_slice(data);
     }
 }
 
@@ -99,14 +69,7 @@ impl AsyncWrite for PlainStream {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.pending.len() + data.len() > WRITE_BUFFER && !this.pending.is_empty() {
-            ready!(this.poll_drain(cx))?;
-        }
-        if data.len() >= WRITE_BUFFER {
-            return Pin::new(&mut this.tcp).poll_write(cx, data);
-        }
-        this.buffer(data);
-        Poll::Ready(Ok(data.len()))
+        this.writes.poll_write(&mut this.tcp, cx, data)
     }
 
     fn poll_write_vectored(
@@ -115,14 +78,7 @@ impl AsyncWrite for PlainStream {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.pending.is_empty() {
-            return Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs);
-        }
-        // Behind buffered bytes: in order, through the buffer.
-        let Some(first) = bufs.iter().find(|b| !b.is_empty()) else {
-            return Poll::Ready(Ok(0));
-        };
-        Pin::new(this).poll_write(cx, first)
+        this.writes.poll_write_vectored(&mut this.tcp, cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -131,14 +87,12 @@ impl AsyncWrite for PlainStream {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        ready!(this.poll_drain(cx))?;
-        Pin::new(&mut this.tcp).poll_flush(cx)
+        this.writes.poll_flush(&mut this.tcp, cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        ready!(this.poll_drain(cx))?;
-        Pin::new(&mut this.tcp).poll_shutdown(cx)
+        this.writes.poll_shutdown(&mut this.tcp, cx)
     }
 }
 
@@ -214,9 +168,9 @@ mod tests {
         let (mut plain, mut client) = pair().await;
         plain.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
         plain.write_all(b"body").await.unwrap();
-        assert!(plain.pending.capacity() > 0);
+        assert!(plain.writes.capacity() > 0);
         plain.flush().await.unwrap();
-        assert_eq!(plain.pending.capacity(), 0, "no buffer between responses");
+        assert_eq!(plain.writes.capacity(), 0, "no buffer between responses");
         let mut got = [0u8; 23];
         client.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"HTTP/1.1 200 OK\r\n\r\nbody");
