@@ -935,3 +935,45 @@ fn tls_keep_alive_connections_serve_after_idling_split_pipelined_and_with_bodies
     });
     assert_eq!(pod.hits(), 7);
 }
+
+/// A client that opens a TLS connection and never finishes its handshake is
+/// closed once the request header timeout passes, and does not hold up the
+/// handshakes of others; an address already taken is a start-up error.
+#[test]
+fn a_stalled_handshake_is_closed_after_the_header_timeout() {
+    let (pki, _a, a_dir) = a_test_secret("tls-stall");
+    let pod = Backend::start("pod-a");
+    let p = start_tls(&[&pod], &[&a_dir], &["--request-header-timeout", "1s"]);
+    runtime().block_on(async {
+        // Half a ClientHello record header, then nothing.
+        let mut stalled = TcpStream::connect(p.tls).await.unwrap();
+        stalled.write_all(&[0x16, 0x03]).await.unwrap();
+        let h1_tls = verifying_client(&pki, &[b"http/1.1"], rustls::DEFAULT_VERSIONS);
+        let mut s = tls_stream(&h1_tls, p.tls, "a.test").await;
+        assert_eq!(h1_get(&mut s, "a.test", "/products/1").await.0, 200);
+        let mut rest = Vec::new();
+        let started = std::time::Instant::now();
+        let end =
+            tokio::time::timeout(Duration::from_secs(10), stalled.read_to_end(&mut rest)).await;
+        assert!(matches!(end, Ok(Ok(_)) | Ok(Err(_))), "closed: {end:?}");
+        assert!(rest.is_empty(), "no answer to half a record: {rest:?}");
+        assert!(started.elapsed() >= Duration::from_millis(500));
+    });
+    let routes = pki.dir.join("routes-none.yaml");
+    std::fs::write(&routes, "routes: []\n").unwrap();
+    let out = std::process::Command::new(support::process::binary())
+        .arg("--routes")
+        .arg(&routes)
+        .args(["--listen", &free_addr().to_string()])
+        .args(["--admin", &free_addr().to_string()])
+        .args(["--tls-listen", &p.tls.to_string()])
+        .args(["--tls-cert", &a_dir.cert(), "--tls-key", &a_dir.key()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--tls-listen") && err.contains(&p.tls.to_string()),
+        "{err}"
+    );
+}

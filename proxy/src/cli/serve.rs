@@ -7,12 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
-use pingora::listeners::tls::TlsSettings;
-use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
-use pingora::services::listening::Service;
 use ringress_routes::RouteTable;
 
 pub use crate::data::policy::screen::Rules;
@@ -24,7 +21,7 @@ use crate::control::kubernetes::KubeBridge;
 use crate::control::shutdown::DrainOnSignal;
 use crate::data::lifo::LifoConfig;
 use crate::data::transport::front::{Front, HeaderLimits};
-use crate::data::transport::listener::{self, Listeners, SharedFront};
+use crate::data::transport::listener::{self, Listeners};
 use crate::data::transport::pingora::Proxy;
 
 pub struct Settings {
@@ -56,6 +53,21 @@ pub struct TlsListener {
     pub pairs: Vec<CertPair>,
 }
 
+/// TLS 1.2 and 1.3 with the certificate SNI picks, offering HTTP/2 and
+/// HTTP/1.1 by ALPN.
+fn tls_acceptor(
+    certificates: Arc<dyn rustls::server::ResolvesServerCert>,
+) -> Result<tokio_rustls::TlsAcceptor, StartError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
+        .map_err(|e| StartError(format!("--tls-listen: {e}")))?
+        .with_no_client_auth()
+        .with_cert_resolver(certificates);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
 /// A start-up failure, reported to the operator before anything serves.
 #[derive(Debug)]
 pub struct StartError(pub String);
@@ -75,15 +87,16 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
     let ingress = Ingress::new(&origin, table, settings.access_log, settings.listener_limit)
         .map_err(|e| StartError(e.to_string()))?;
 
-    // The plain listener is bound here, so a busy port is a clear start-up
-    // error. pingora binds the TLS listener inside `run` and only logs a
-    // failure there; check first.
+    // The listeners are bound here, so a busy port is a clear start-up error.
     let plain = listener::bind(&settings.listen)
         .map_err(|e| StartError(format!("--listen {}: {e}", settings.listen)))?;
-    if let Some(tls) = &settings.tls {
-        TcpListener::bind(&tls.listen)
-            .map_err(|e| StartError(format!("--tls-listen {}: {e}", tls.listen)))?;
-    }
+    let tls_socket = match &settings.tls {
+        Some(tls) => Some(
+            listener::bind(&tls.listen)
+                .map_err(|e| StartError(format!("--tls-listen {}: {e}", tls.listen)))?,
+        ),
+        None => None,
+    };
     let certificates = match &settings.tls {
         Some(tls) => {
             let metrics = CertMetrics::new(ingress.metrics().registry())
@@ -138,24 +151,9 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, StartError> {
         settings.fast_path,
         settings.screen,
     ));
-    let tls_listener = match (&settings.tls, &certificates) {
-        (Some(tls), Some(certificates)) => {
-            let mut tls_settings = TlsSettings::intermediate("", "")
-                .map_err(|e| StartError(format!("--tls-listen: {e}")))?;
-            tls_settings.set_cert_resolver(Arc::clone(&certificates.store) as _);
-            tls_settings.enable_h2();
-            let mut service =
-                Service::new("ringress TLS".to_string(), SharedFront(Arc::clone(&front)));
-            // No buffers in pingora's stream: they would live as long as the
-            // connection. Reads go straight into the request's buffer; HTTP/1
-            // writes are held per response (`TlsClientStream`), HTTP/2's by
-            // the h2 codec.
-            service.add_listener(
-                ListenerConfig::tcp(tls.listen.as_str())
-                    .tls(tls_settings)
-                    .l4_buffer(L4BufferSettings::new(0, 0)),
-            );
-            Some(service)
+    let tls_listener = match (tls_socket, &certificates) {
+        (Some(socket), Some(certificates)) => {
+            Some((socket, tls_acceptor(Arc::clone(&certificates.store) as _)?))
         }
         _ => None,
     };

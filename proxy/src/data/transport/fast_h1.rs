@@ -737,6 +737,7 @@ impl Exchange<'_> {
             Err(()) => (0, true, false),
         };
         self.status = status;
+        self.release_when_done(&left);
         ok = write_parts(client, out, &upstream[..first]).await && ok;
         while ok && !matches!(left, BodyLeft::Done) {
             upstream.clear();
@@ -746,6 +747,7 @@ impl Exchange<'_> {
                 Ok(Ok(n)) if n > 0 => match take_body(&mut left, upstream) {
                     Ok((take, more)) => {
                         extra = more;
+                        self.release_when_done(&left);
                         ok = write_parts(client, &[], &upstream[..take]).await;
                     }
                     Err(()) => ok = false,
@@ -764,6 +766,15 @@ impl Exchange<'_> {
             upstream_pool::give_back(addr, conn, self.start);
         }
         keep_client
+    }
+
+    /// The endpoint sent its whole response: its in-flight count drops
+    /// before the client gets the last bytes, so a request the client sends
+    /// once it has them never sees this one still counted (bounded load).
+    fn release_when_done(&mut self, left: &BodyLeft) {
+        if matches!(left, BodyLeft::Done) {
+            self.attempts.release();
+        }
     }
 
     /// The policy core's answer to `error`. `after_pick`: an endpoint was

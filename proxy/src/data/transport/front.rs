@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::BytesMut;
+use futures::future::Either;
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::raw_connect::ProxyDigest;
@@ -393,29 +394,32 @@ fn could_be_h2c(head: &[u8]) -> bool {
     head.len() < H2C_PREFACE.len() && H2C_PREFACE.starts_with(head)
 }
 
-#[async_trait]
-impl ServerApp for Front {
-    async fn process_new(
-        self: &Arc<Self>,
-        stream: Stream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
+impl Front {
+    /// A connection from the TLS listener, handshake done: HTTP/2 when ALPN
+    /// chose it (pingora's HTTP/2 server runs each stream through the same
+    /// `ProxyHttp`, so the same policy), else HTTP/1 as on the plain listener.
+    pub fn serve_tls<'a>(
+        &'a self,
+        stream: TlsClientStream,
+        shutdown: &'a ShutdownWatch,
+    ) -> impl Future<Output = ()> + Send + 'a {
         if stream.selected_alpn_proto() == Some(ALPN::H2) {
-            // HTTP/2 by ALPN on the TLS listener: pingora's HTTP/2 server runs
-            // each stream through the same `ProxyHttp`, so the same policy.
-            return self.proxy.process_new(stream, shutdown).await;
+            let h2 = self.proxy.process_new(Box::new(stream), shutdown);
+            return Either::Left(async move {
+                h2.await;
+            });
         }
-        let client = stream
-            .get_socket_digest()
-            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
-        let tls = stream.get_ssl_digest().is_some();
-        let conn = Box::new(fast_h1::Connection::new(client, tls));
-        let stream: Stream = Box::new(TlsClientStream::new(stream));
-        self.serve_http1(stream, conn, shutdown).await;
-        None
+        let conn = Box::new(fast_h1::Connection::new(Some(stream.peer().ip()), true));
+        Either::Right(self.serve_http1(Box::new(stream), conn, shutdown))
     }
 
-    async fn cleanup(&self) {
+    /// Longest wait for a TLS handshake: as for a request header.
+    pub fn handshake_timeout(&self) -> Duration {
+        self.limits.header_timeout
+    }
+
+    /// Once, when the listeners stop.
+    pub async fn cleanup(&self) {
         self.proxy.http_cleanup().await;
     }
 }

@@ -1,27 +1,28 @@
-//! The proxy's listeners as one pingora service: the plain listener's accept
-//! loop is ringress's own, the TLS listener is pingora's, and both hand
-//! connections to the same [`Front`] on the same worker threads.
+//! The proxy's listeners as one pingora service: accept loops of ringress's
+//! own, for the plain and the TLS listener, handing connections to the same
+//! [`Front`] on the same worker threads.
 //!
-//! Why an accept loop of our own: pingora's wraps every connection in its own
-//! stream type (a write buffer, digests, timestamps, its task) for as long as
-//! the connection lives, about 20 KiB per idle keep-alive client. A plain
-//! connection here is a [`PlainStream`], which holds no buffer between
-//! requests.
+//! Why accept loops of our own: pingora's wraps every connection in its own
+//! stream type (a write buffer, digests, timestamps) and keeps its handshake's
+//! state in the connection's task for as long as the connection lives: about
+//! 20 KiB per idle plain keep-alive client, 9 KiB more per TLS one. Here a
+//! plain connection is a `PlainStream` and a TLS one a `TlsClientStream`,
+//! which hold no buffer between requests; the handshake's state is boxed and
+//! freed when it ends.
 use std::io;
-use std::net::ToSocketAddrs;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::apps::ServerApp;
-use pingora::protocols::Stream;
 use pingora::server::{ListenFds, ShutdownWatch};
-use pingora::services::listening::Service as PingoraListeners;
 use pingora::services::{ServiceReadyNotifier, ServiceWithDependents};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 use crate::data::transport::front::Front;
+use crate::data::transport::tls_client::TlsClientStream;
 
 /// Connections waiting to be accepted (the kernel caps it at `somaxconn`),
 /// as pingora's listeners.
@@ -42,25 +43,10 @@ pub fn bind(listen: &str) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-/// [`Front`] shared by the plain accept loop and pingora's TLS listener.
-pub struct SharedFront(pub Arc<Front>);
-
-#[async_trait]
-impl ServerApp for SharedFront {
-    async fn process_new(
-        self: &Arc<Self>,
-        stream: Stream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
-        self.0.process_new(stream, shutdown).await
-    }
-    // Cleaned up once, by `Listeners`.
-}
-
 pub struct Listeners {
     front: Arc<Front>,
     plain: Option<std::net::TcpListener>,
-    tls: Option<PingoraListeners<SharedFront>>,
+    tls: Option<(std::net::TcpListener, TlsAcceptor)>,
     /// Worker threads: with more than one, a connection is moved to the
     /// worker that serves it.
     threads: usize,
@@ -70,7 +56,7 @@ impl Listeners {
     pub fn new(
         front: Arc<Front>,
         plain: std::net::TcpListener,
-        tls: Option<PingoraListeners<SharedFront>>,
+        tls: Option<(std::net::TcpListener, TlsAcceptor)>,
         threads: usize,
     ) -> Self {
         Self {
@@ -86,30 +72,33 @@ impl Listeners {
 impl ServiceWithDependents for Listeners {
     async fn start_service(
         &mut self,
-        fds: Option<ListenFds>,
+        _fds: Option<ListenFds>,
         shutdown: ShutdownWatch,
-        listeners_per_fd: usize,
+        _listeners_per_fd: usize,
         ready: ServiceReadyNotifier,
     ) {
+        let move_to_worker = self.threads > 1;
         let plain = self.plain.take().map(|listener| {
-            let front = Arc::clone(&self.front);
-            let move_to_worker = self.threads > 1;
             tokio::spawn(accept_loop(
                 listener,
-                front,
+                Arc::clone(&self.front),
                 shutdown.clone(),
                 move_to_worker,
+                None,
             ))
         });
-        match self.tls.as_mut() {
-            Some(tls) => {
-                tls.start_service(fds, shutdown, listeners_per_fd, ready)
-                    .await
-            }
-            None => ready.notify_ready(),
-        }
-        if let Some(plain) = plain {
-            let _ = plain.await;
+        let tls = self.tls.take().map(|(listener, acceptor)| {
+            tokio::spawn(accept_loop(
+                listener,
+                Arc::clone(&self.front),
+                shutdown.clone(),
+                move_to_worker,
+                Some(acceptor),
+            ))
+        });
+        ready.notify_ready();
+        for accepting in [plain, tls].into_iter().flatten() {
+            let _ = accepting.await;
         }
         self.front.cleanup().await;
     }
@@ -119,16 +108,20 @@ impl ServiceWithDependents for Listeners {
     }
 }
 
+/// Accepts connections until shutdown and serves each on its own task: plain
+/// HTTP, or TLS when `tls` is given (the handshake on that task too).
 async fn accept_loop(
     listener: std::net::TcpListener,
     front: Arc<Front>,
     mut shutdown: ShutdownWatch,
     move_to_worker: bool,
+    tls: Option<TlsAcceptor>,
 ) {
+    let which = if tls.is_some() { "TLS" } else { "plain" };
     let listener = match TcpListener::from_std(listener) {
         Ok(listener) => listener,
         Err(e) => {
-            log::error!("the plain listener: {e}; exiting");
+            log::error!("the {which} listener: {e}; exiting");
             std::process::exit(1);
         }
     };
@@ -149,21 +142,32 @@ async fn accept_loop(
                 };
                 let front = Arc::clone(&front);
                 let shutdown = shutdown.clone();
+                let tls = tls.clone();
+                let serve = move |tcp: TcpStream| async move {
+                    match tls {
+                        None => front.serve_plain(tcp, peer, &shutdown).await,
+                        Some(acceptor) => {
+                            if let Some(stream) = handshake(&acceptor, tcp, peer, &front).await {
+                                front.serve_tls(stream, &shutdown).await
+                            }
+                        }
+                    }
+                };
                 if move_to_worker {
                     // Registered with this thread's reactor: moved, so the
                     // worker that serves it also polls it.
                     let Ok(tcp) = tcp.into_std() else { continue };
                     pingora_runtime::current_handle().spawn(async move {
                         if let Ok(tcp) = TcpStream::from_std(tcp) {
-                            front.serve_plain(tcp, peer, &shutdown).await
+                            serve(tcp).await
                         }
                     });
                 } else {
-                    tokio::spawn(async move { front.serve_plain(tcp, peer, &shutdown).await });
+                    tokio::spawn(serve(tcp));
                 }
             }
             Err(e) => {
-                log::warn!("accept on the plain listener: {e}");
+                log::warn!("accept on the {which} listener: {e}");
                 // Out of descriptors or memory (ENFILE, EMFILE, ENOBUFS,
                 // ENOMEM): accept would fail again at once; let connections
                 // close first.
@@ -171,6 +175,31 @@ async fn accept_loop(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
+        }
+    }
+}
+
+/// The TLS handshake, within the front door's header timeout. Its state
+/// (about 5 KiB) is boxed, so the connection's task does not keep room for it
+/// once it is done. A failed handshake is the client's business: logged at
+/// debug.
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    front: &Front,
+) -> Option<TlsClientStream> {
+    let done =
+        tokio::time::timeout(front.handshake_timeout(), Box::pin(acceptor.accept(tcp))).await;
+    match done {
+        Ok(Ok(tls)) => Some(TlsClientStream::new(tls, peer)),
+        Ok(Err(e)) => {
+            log::debug!("TLS handshake with {peer}: {e}");
+            None
+        }
+        Err(_) => {
+            log::debug!("TLS handshake with {peer}: timed out");
+            None
         }
     }
 }

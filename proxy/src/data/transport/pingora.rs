@@ -3,7 +3,7 @@
 //! its decision to pingora's header maps and errors.
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -420,6 +420,21 @@ impl ProxyHttp for Proxy {
             }
         }
         Ok(())
+    }
+
+    /// The endpoint sent its whole response: its in-flight count drops
+    /// before the client gets the last bytes (as on the fast path).
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        if end_of_stream {
+            ctx.attempts.release();
+        }
+        Ok(None)
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {

@@ -1,24 +1,29 @@
-//! A client connection on the TLS listener (HTTP/1), as pingora's `Stream`
-//! for the requests it serves: pingora's TLS stream, with writes held from a
-//! response's first write to its flush ([`WriteBuffer`]) instead of in a
-//! write buffer that lives as long as the connection (16 KiB per idle client
-//! once touched), and a wait for the next request that holds no buffer.
+//! A client connection on the TLS listener, as pingora's `Stream` for the
+//! requests it serves (HTTP/1, or HTTP/2 by ALPN), holding what an idle
+//! keep-alive connection needs and no more: the TLS session (rustls) and the
+//! client's address. Writes are held from a response's first write to its
+//! flush ([`WriteBuffer`]); the wait for the next request reads its first
+//! bytes and keeps them, since a TLS stream cannot wait on the socket (a
+//! record read earlier may hold the next request already).
 use std::fmt;
 use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Buf, BytesMut};
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::tls::SslDigest;
 use pingora::protocols::{
-    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl,
     TimingDigest, UniqueID, UniqueIDType, ALPN,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 
 use super::write_buffer::WriteBuffer;
 
@@ -26,27 +31,36 @@ use super::write_buffer::WriteBuffer;
 const FIRST_READ: usize = 8;
 
 pub struct TlsClientStream {
-    inner: Stream,
+    tls: TlsStream<TcpStream>,
+    peer: SocketAddr,
     writes: WriteBuffer,
     /// Bytes read by a wait for the next request, served before the stream's.
     first: BytesMut,
+    /// Made on first use (the pipeline's digest, `X-Forwarded-Proto`).
+    ssl: OnceLock<Arc<SslDigest>>,
+    socket: OnceLock<Arc<SocketDigest>>,
 }
 
 impl TlsClientStream {
-    pub fn new(inner: Stream) -> Self {
+    pub fn new(tls: TlsStream<TcpStream>, peer: SocketAddr) -> Self {
         Self {
-            inner,
+            tls,
+            peer,
             writes: WriteBuffer::default(),
             first: BytesMut::new(),
+            ssl: OnceLock::new(),
+            socket: OnceLock::new(),
         }
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
     }
 }
 
 impl AsyncRead for TlsClientStream {
     /// A read into a full buffer waits until the client sent a byte, as
-    /// `PlainStream`'s does. A TLS stream cannot wait on the socket (a record
-    /// read earlier may hold the next request already), so the wait reads the
-    /// first few bytes and keeps them for the next read.
+    /// `PlainStream`'s does, and keeps the bytes it read for the next read.
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -57,14 +71,14 @@ impl AsyncRead for TlsClientStream {
             if this.first.is_empty() {
                 let mut bytes = [0u8; FIRST_READ];
                 let mut first = ReadBuf::new(&mut bytes);
-                ready!(Pin::new(&mut this.inner).poll_read(cx, &mut first))?;
+                ready!(Pin::new(&mut this.tls).poll_read(cx, &mut first))?;
                 // Nothing read: the end, which the next read reports again.
                 this.first.extend_from_slice(first.filled());
             }
             return Poll::Ready(Ok(()));
         }
         if this.first.is_empty() {
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
+            return Pin::new(&mut this.tls).poll_read(cx, buf);
         }
         let n = this.first.len().min(buf.remaining());
         buf.put_slice(&this.first[..n]);
@@ -83,7 +97,7 @@ impl AsyncWrite for TlsClientStream {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.writes.poll_write(&mut this.inner, cx, data)
+        this.writes.poll_write(&mut this.tls, cx, data)
     }
 
     fn poll_write_vectored(
@@ -92,7 +106,7 @@ impl AsyncWrite for TlsClientStream {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.writes.poll_write_vectored(&mut this.inner, cx, bufs)
+        this.writes.poll_write_vectored(&mut this.tls, cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -101,87 +115,88 @@ impl AsyncWrite for TlsClientStream {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        this.writes.poll_flush(&mut this.inner, cx)
+        this.writes.poll_flush(&mut this.tls, cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        this.writes.poll_shutdown(&mut this.inner, cx)
+        this.writes.poll_shutdown(&mut this.tls, cx)
     }
 }
 
 impl fmt::Debug for TlsClientStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.inner.fmt(f)
+        f.debug_struct("TlsClientStream")
+            .field("peer", &self.peer)
+            .finish()
     }
 }
 
 #[async_trait]
 impl Shutdown for TlsClientStream {
     async fn shutdown(&mut self) {
-        let _ = tokio::io::AsyncWriteExt::flush(self).await;
-        self.inner.shutdown().await
+        let _ = tokio::io::AsyncWriteExt::shutdown(self).await;
     }
 }
 
 impl UniqueID for TlsClientStream {
     fn id(&self) -> UniqueIDType {
-        self.inner.id()
+        self.tls.get_ref().0.as_raw_fd()
     }
 }
 
 impl Ssl for TlsClientStream {
     fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
-        self.inner.get_ssl_digest()
+        let digest = self.ssl.get_or_init(|| {
+            let session = self.tls.get_ref().1;
+            let cipher = session
+                .negotiated_cipher_suite()
+                .and_then(|s| s.suite().as_str())
+                .unwrap_or_default();
+            let version = session
+                .protocol_version()
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
+            Arc::new(SslDigest::new(cipher, version, None, None, Vec::new()))
+        });
+        Some(Arc::clone(digest))
     }
 
     fn selected_alpn_proto(&self) -> Option<ALPN> {
-        self.inner.selected_alpn_proto()
+        match self.tls.get_ref().1.alpn_protocol()? {
+            b"h2" => Some(ALPN::H2),
+            b"http/1.1" => Some(ALPN::H1),
+            _ => None,
+        }
     }
 }
 
 impl GetTimingDigest for TlsClientStream {
     fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
-        self.inner.get_timing_digest()
-    }
-
-    fn get_read_pending_time(&self) -> Duration {
-        self.inner.get_read_pending_time()
-    }
-
-    fn get_write_pending_time(&self) -> Duration {
-        self.inner.get_write_pending_time()
+        vec![None]
     }
 }
 
 impl GetProxyDigest for TlsClientStream {
     fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
-        self.inner.get_proxy_digest()
-    }
-
-    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
-        self.inner.set_proxy_digest(digest)
+        None
     }
 }
 
 impl GetSocketDigest for TlsClientStream {
     fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        self.inner.get_socket_digest()
-    }
-
-    fn set_socket_digest(&mut self, digest: SocketDigest) {
-        self.inner.set_socket_digest(digest)
+        let digest = self.socket.get_or_init(|| {
+            let digest = SocketDigest::from_raw_fd(self.tls.get_ref().0.as_raw_fd());
+            let _ = digest
+                .peer_addr
+                .set(Some(pingora::protocols::l4::socket::SocketAddr::Inet(
+                    self.peer,
+                )));
+            Arc::new(digest)
+        });
+        Some(Arc::clone(digest))
     }
 }
 
 #[async_trait]
-impl Peek for TlsClientStream {
-    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        if self.first.is_empty() {
-            return self.inner.try_peek(buf).await;
-        }
-        let n = self.first.len().min(buf.len());
-        buf[..n].copy_from_slice(&self.first[..n]);
-        Ok(true)
-    }
-}
+impl Peek for TlsClientStream {}
