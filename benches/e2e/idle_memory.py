@@ -4,6 +4,7 @@ memory per request in flight. Run from a clone (apt-get install -y nginx-light h
 
     python3 benches/e2e/idle_memory.py                                  # ~4 min with the defaults
     python3 benches/e2e/idle_memory.py --n 1000 --targets ringress --no-wrk --inflight 0  # quick
+    python3 benches/e2e/idle_memory.py --tls     # the same over TLS (each proxy terminating it)
 
 Setup: peers.py's (beside this file): four nginx backends serving a ~4 KB JSON on
 127.0.0.1:19001-19004, each proxy on 127.0.0.1:18080 with one worker pinned to CPU 1; this
@@ -26,6 +27,10 @@ Idle connections, for each target and each N of --n (the proxy started afresh fo
   3. wrk again for --wrk-seconds while the N connections are held (normal traffic unaffected?);
      then count how many of the N are still open (the proxy did not close them);
   4. close the N connections (FIN), wait 1 s, read RSS "after close".
+
+With --tls, every proxy also listens with TLS on 127.0.0.1:18443 (tls_h2.py's address and its
+self-signed ECDSA P-256 certificate, made with openssl), and the client connections (Python's ssl
+module, ALPN http/1.1), wrk (https) and the in-flight part use it.
 
 In flight (--inflight M, default 1000; 0 skips): each target started afresh against one slow
 backend (a Python asyncio server this script starts on 127.0.0.1:19005 that answers
@@ -54,6 +59,7 @@ import resource
 import shlex
 import shutil
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -61,12 +67,16 @@ import tempfile
 import time
 
 import peers
+import tls_h2
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 SLOW_PORT = 19005
 HOST, PORT = peers.LISTEN.rsplit(":", 1)
 PORT = int(PORT)
+# --tls: every proxy also terminates TLS here (tls_h2.py's address and certificate), and the
+# client connections and wrk use it: {"addr", "crt", "key", "pem", "ctx"} once set up.
+TLS = {}
 OPEN_CONCURRENCY = 64
 
 
@@ -121,7 +131,10 @@ def patch(path, pattern, repl, what):
 
 
 def haproxy(d, maxconn, slow=False):
-    cmd = peers.haproxy_cmd(d)
+    binds = (peers.LISTEN,)
+    if TLS:
+        binds += ("%s ssl crt %s alpn http/1.1" % (TLS["addr"], TLS["pem"]),)
+    cmd = peers.haproxy_cmd(d, binds=binds)
     path = os.path.join(d, "haproxy.cfg")
     patch(path, r"^(\s*maxconn\s+)\d+", r"\g<1>%d" % maxconn, "maxconn")
     if slow:
@@ -131,7 +144,12 @@ def haproxy(d, maxconn, slow=False):
 
 
 def nginx(d, conns, nofile, slow=False):
-    cmd = peers.nginx_cmd(d)
+    if TLS:
+        cmd = peers.nginx_cmd(d, listens=(peers.LISTEN, "%s ssl" % TLS["addr"]),
+                              server_extra="ssl_certificate %s; ssl_certificate_key %s; "
+                              "ssl_protocols TLSv1.2 TLSv1.3;" % (TLS["crt"], TLS["key"]))
+    else:
+        cmd = peers.nginx_cmd(d)
     path = os.path.join(d, "proxy.conf")
     patch(path, r"worker_connections\s+\d+;", "worker_connections %d;" % conns,
           "worker_connections")
@@ -148,6 +166,8 @@ def ringress(d, template, slow=False):
     with open(path, "w") as f:
         f.write(peers.products_routes([SLOW_PORT]) if slow else peers.ROUTES)
     cmd = (template + " --routes {routes} --listen {listen} --admin {admin} --threads 1")
+    if TLS:
+        cmd += " --tls-listen %s --tls-cert %s --tls-key %s" % (TLS["addr"], TLS["crt"], TLS["key"])
     cmd = cmd.replace("{routes}", path).replace("{listen}", peers.LISTEN)
     cmd = cmd.replace("{admin}", "127.0.0.1:%d" % free_port())  # not peers.ADMIN: may be taken
     return ["sh", "-c", "exec " + cmd]
@@ -198,6 +218,14 @@ async def read_response(r):
     return status
 
 
+def open_client(src):
+    """A client connection to the proxy (over TLS with --tls) from source address src."""
+    if TLS:
+        host, port = TLS["addr"].rsplit(":", 1)
+        return asyncio.open_connection(host, int(port), ssl=TLS["ctx"], local_addr=(src, 0))
+    return asyncio.open_connection(HOST, PORT, local_addr=(src, 0))
+
+
 async def request(r, w, path):
     w.write((REQ % path).encode())
     return await read_response(r)
@@ -219,7 +247,7 @@ class Client:
         async with sem:
             try:
                 r, w = await asyncio.wait_for(
-                    asyncio.open_connection(HOST, PORT, local_addr=(self.src, 0)), 10)
+                    open_client(self.src), 10)
                 status = await asyncio.wait_for(request(r, w, "/products/%d" % i), 10)
                 if status != 200:
                     raise RuntimeError("status %d" % status)
@@ -321,7 +349,8 @@ def backend_get(path):
 
 def wrk(seconds, conns):
     try:
-        return peers.run_wrk("http://" + peers.LISTEN, seconds, conns, False)
+        url = "https://" + TLS["addr"] if TLS else "http://" + peers.LISTEN
+        return peers.run_wrk(url, seconds, conns, False)
     except SystemExit as e:  # run_wrk exits when wrk printed no summary
         log(str(e))
         return None
@@ -336,7 +365,7 @@ def start_target(cmd, logf):
     logf.flush()
     at = logf.tell()
     proc = peers.start(cmd, 1, logf)
-    if not peers.wait_port(peers.LISTEN):
+    if not all(peers.wait_port(addr) for addr in [peers.LISTEN] + ([TLS["addr"]] if TLS else [])):
         peers.stop(proc)
         logf.flush()
         with open(logf.name) as f:
@@ -526,7 +555,8 @@ def marginal(idle):
 
 def markdown(a, argv, variants, notes, idle, inflight, binary_info):
     lines = [
-        "# Memory per idle keep-alive connection: HAProxy, NGINX, ringress",
+        "# Memory per idle keep-alive connection%s: HAProxy, NGINX, ringress"
+        % (" over TLS" if TLS else ""),
         "",
         "- command: `%s`" % argv,
         "- date: %s" % datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -634,6 +664,9 @@ def main():
     ap.add_argument("--wrk-conns", type=int, default=16)
     ap.add_argument("--inflight", type=int, default=1000,
                     help="requests held in flight at once (0: skip that part)")
+    ap.add_argument("--tls", action="store_true",
+                    help="client connections and wrk over TLS (each proxy terminating it with "
+                         "the same certificate); the in-flight part too")
     ap.add_argument("--out", help="markdown file (default target/idle-memory/"
                                   "idle-memory-DATE-TIME.md; the figures beside it as .json)")
     a = ap.parse_args()
@@ -669,7 +702,7 @@ def main():
     if not {0, 1} <= os.sched_getaffinity(0):
         sys.exit("idle_memory.py: needs CPUs 0 and 1 (client and backends on 0, the proxy on 1)")
     os.sched_setaffinity(0, {0})  # the client runs on CPU 0 with wrk and the backends
-    busy = [addr for addr in [peers.LISTEN] + ["127.0.0.1:%d" % p for p in peers.PORTS + [SLOW_PORT]]
+    busy = [addr for addr in [peers.LISTEN, tls_h2.TLS] + ["127.0.0.1:%d" % p for p in peers.PORTS + [SLOW_PORT]]
             if peers.wait_port(addr, timeout=0.1)]
     if busy:
         sys.exit("idle_memory.py: %s already in use (another bench running?)" % ", ".join(busy))
@@ -708,6 +741,15 @@ def main():
 
     d = tempfile.mkdtemp(prefix="ringress-idle-memory-")
     os.chmod(d, 0o755)  # nginx workers may run as an unprivileged user
+    if a.tls:
+        crt, key, pem = tls_h2.make_cert(d)
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        ctx.set_alpn_protocols(["http/1.1"])
+        TLS.update(addr=tls_h2.TLS, crt=crt, key=key, pem=pem, ctx=ctx)
+        notes.append("over TLS on %s: one self-signed ECDSA P-256 certificate for all three "
+                     "(tls_h2.py's); the client is Python's ssl module with its defaults (TLS "
+                     "1.3), ALPN http/1.1; wrk over https" % tls_h2.TLS)
     logf = open(os.path.join(d, "procs.log"), "w")  # noqa: SIM115 (lives until the end)
     idle, inflight = [], []
     backends = peers.start(peers.write_backends(d), 0, logf)
