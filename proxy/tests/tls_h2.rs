@@ -938,7 +938,8 @@ fn tls_keep_alive_connections_serve_after_idling_split_pipelined_and_with_bodies
 
 /// A client that opens a TLS connection and never finishes its handshake is
 /// closed once the request header timeout passes, and does not hold up the
-/// handshakes of others; an address already taken is a start-up error.
+/// handshakes of others; failed handshakes are counted by reason; an address
+/// already taken is a start-up error.
 #[test]
 fn a_stalled_handshake_is_closed_after_the_header_timeout() {
     let (pki, _a, a_dir) = a_test_secret("tls-stall");
@@ -958,6 +959,36 @@ fn a_stalled_handshake_is_closed_after_the_header_timeout() {
         assert!(matches!(end, Ok(Ok(_)) | Ok(Err(_))), "closed: {end:?}");
         assert!(rest.is_empty(), "no answer to half a record: {rest:?}");
         assert!(started.elapsed() >= Duration::from_millis(500));
+    });
+    let failures = |reason: &str| {
+        p.proxy.metric(
+            "ringress_tls_handshake_failures_total",
+            &format!(r#"reason="{reason}""#),
+        )
+    };
+    // Counted as the socket closes: poll.
+    eventually(
+        Duration::from_secs(5),
+        "the stalled handshake counted",
+        || (failures("timeout") == 1.0).then_some(()),
+    );
+    // The readiness probe's connection closed without a handshake: an error.
+    let before = eventually(Duration::from_secs(5), "the probe counted", || {
+        let n = failures("error");
+        (n >= 1.0).then_some(n)
+    });
+    runtime().block_on(async {
+        // Not TLS at all.
+        let mut plain = TcpStream::connect(p.tls).await.unwrap();
+        plain
+            .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut rest)).await;
+    });
+    eventually(Duration::from_secs(5), "a failed handshake counted", || {
+        (failures("error") == before + 1.0).then_some(())
     });
     let routes = pki.dir.join("routes-none.yaml");
     std::fs::write(&routes, "routes: []\n").unwrap();

@@ -54,6 +54,8 @@ pub struct Metrics {
     pub reload_seconds: Histogram,
     /// Upgraded connections (WebSocket) open now.
     pub tunnels_open: IntGauge,
+    /// TLS handshakes that did not complete: `[failed, timed out]`.
+    pub tls_handshake_failures: [IntCounter; 2],
     pub rejected: Rejections,
     routes: Mutex<HashMap<String, Arc<RouteMetrics>>>,
 }
@@ -300,6 +302,16 @@ impl Metrics {
             "Upgraded connections (WebSocket) open now",
         )
         .unwrap();
+        let handshake_failures = IntCounterVec::new(
+            Opts::new(
+                "ringress_tls_handshake_failures_total",
+                "TLS handshakes on the TLS listener that did not complete, by reason",
+            ),
+            &["reason"],
+        )
+        .unwrap();
+        let tls_handshake_failures =
+            ["error", "timeout"].map(|r| handshake_failures.with_label_values(&[r]));
         let rejected_vec = IntCounterVec::new(
             Opts::new(
                 "ringress_rejected_requests_total",
@@ -326,6 +338,7 @@ impl Metrics {
             Box::new(route_generation.clone()),
             Box::new(reload_seconds.clone()),
             Box::new(tunnels_open.clone()),
+            Box::new(handshake_failures),
         ] {
             registry.register(c).unwrap();
         }
@@ -343,6 +356,7 @@ impl Metrics {
             reloads,
             reload_failures,
             route_generation,
+            tls_handshake_failures,
             reload_seconds,
             tunnels_open,
             rejected,

@@ -418,6 +418,11 @@ impl Front {
         self.limits.header_timeout
     }
 
+    /// Counts a TLS handshake that failed (`timed_out`: did not end in time).
+    pub fn handshake_failed(&self, timed_out: bool) {
+        self.ingress.metrics.tls_handshake_failures[usize::from(timed_out)].inc();
+    }
+
     /// Once, when the listeners stop.
     pub async fn cleanup(&self) {
         self.proxy.http_cleanup().await;

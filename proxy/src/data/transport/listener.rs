@@ -182,7 +182,7 @@ async fn accept_loop(
 /// The TLS handshake, within the front door's header timeout. Its state
 /// (about 5 KiB) is boxed, so the connection's task does not keep room for it
 /// once it is done. A failed handshake is the client's business: logged at
-/// debug.
+/// debug and counted (`ringress_tls_handshake_failures_total{reason}`).
 async fn handshake(
     acceptor: &TlsAcceptor,
     tcp: TcpStream,
@@ -195,10 +195,12 @@ async fn handshake(
         Ok(Ok(tls)) => Some(TlsClientStream::new(tls, peer)),
         Ok(Err(e)) => {
             log::debug!("TLS handshake with {peer}: {e}");
+            front.handshake_failed(false);
             None
         }
         Err(_) => {
             log::debug!("TLS handshake with {peer}: timed out");
+            front.handshake_failed(true);
             None
         }
     }
