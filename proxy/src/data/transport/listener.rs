@@ -78,26 +78,27 @@ impl ServiceWithDependents for Listeners {
         ready: ServiceReadyNotifier,
     ) {
         let move_to_worker = self.threads > 1;
-        let plain = self.plain.take().map(|listener| {
-            tokio::spawn(accept_loop(
-                listener,
-                Arc::clone(&self.front),
-                shutdown.clone(),
-                move_to_worker,
-                None,
-            ))
-        });
-        let tls = self.tls.take().map(|(listener, acceptor)| {
-            tokio::spawn(accept_loop(
-                listener,
-                Arc::clone(&self.front),
-                shutdown.clone(),
-                move_to_worker,
-                Some(acceptor),
-            ))
-        });
+        let listeners = [
+            self.plain.take().map(|listener| (listener, None)),
+            self.tls
+                .take()
+                .map(|(listener, acceptor)| (listener, Some(acceptor))),
+        ];
+        let accepting: Vec<_> = listeners
+            .into_iter()
+            .flatten()
+            .map(|(listener, tls)| {
+                tokio::spawn(accept_loop(
+                    listener,
+                    Arc::clone(&self.front),
+                    shutdown.clone(),
+                    move_to_worker,
+                    tls,
+                ))
+            })
+            .collect();
         ready.notify_ready();
-        for accepting in [plain, tls].into_iter().flatten() {
+        for accepting in accepting {
             let _ = accepting.await;
         }
         self.front.cleanup().await;
