@@ -215,6 +215,29 @@ async fn who<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>, tex
     pod.to_string()
 }
 
+/// 1 MiB each way, intact; then several messages in flight at once come back
+/// in order (`pod` echoed them); then a clean close.
+async fn large_and_burst_then_close<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    pod: &str,
+) {
+    let big: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 7 + i / 253) as u8).collect();
+    ws.send(Message::binary(big.clone())).await.unwrap();
+    let reply = next(ws).await.into_data();
+    assert_eq!(reply.len(), pod.len() + 1 + big.len());
+    assert!(reply[pod.len() + 1..] == big[..], "1 MiB echoed intact");
+    for i in 0..50 {
+        ws.feed(Message::text(format!("burst {i}"))).await.unwrap();
+    }
+    ws.flush().await.unwrap();
+    for i in 0..50 {
+        let reply = next(ws).await.into_text().unwrap();
+        assert_eq!(reply.as_str(), format!("{pod}:burst {i}"));
+    }
+    ws.close(None).await.unwrap();
+    assert!(ends_within(ws, WITHIN).await);
+}
+
 /// Whether the tunnel ended (close, EOF or error) within `within`.
 async fn ends_within<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
@@ -274,23 +297,7 @@ fn echoes_both_ways_text_binary_and_a_large_message() {
             want.extend_from_slice(&data);
             assert_eq!(reply, want);
         }
-        // 1 MiB each way, intact.
-        let big: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 7 + i / 253) as u8).collect();
-        ws.send(Message::binary(big.clone())).await.unwrap();
-        let reply = next(&mut ws).await.into_data();
-        assert_eq!(reply.len(), pod.len() + 1 + big.len());
-        assert!(reply[pod.len() + 1..] == big[..], "1 MiB echoed intact");
-        // Several messages in flight at once come back in order.
-        for i in 0..50 {
-            ws.feed(Message::text(format!("burst {i}"))).await.unwrap();
-        }
-        ws.flush().await.unwrap();
-        for i in 0..50 {
-            let reply = next(&mut ws).await.into_text().unwrap();
-            assert_eq!(reply.as_str(), format!("{pod}:burst {i}"));
-        }
-        ws.close(None).await.unwrap();
-        assert!(ends_within(&mut ws, WITHIN).await);
+        large_and_burst_then_close(&mut ws, &pod).await;
     });
     // The tunnel is one request, answered 101; recorded once it is torn
     // down, a moment after the client saw the close: poll.
@@ -626,20 +633,7 @@ fn echoes_over_tls() {
         for i in 0..10 {
             assert_eq!(who(&mut ws, &format!("text {i}")).await, pod);
         }
-        let big: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 7 + i / 253) as u8).collect();
-        ws.send(Message::binary(big.clone())).await.unwrap();
-        let reply = next(&mut ws).await.into_data();
-        assert!(reply[pod.len() + 1..] == big[..], "1 MiB echoed intact");
-        for i in 0..50 {
-            ws.feed(Message::text(format!("burst {i}"))).await.unwrap();
-        }
-        ws.flush().await.unwrap();
-        for i in 0..50 {
-            let reply = next(&mut ws).await.into_text().unwrap();
-            assert_eq!(reply.as_str(), format!("{pod}:burst {i}"));
-        }
-        ws.close(None).await.unwrap();
-        assert!(ends_within(&mut ws, WITHIN).await);
+        large_and_burst_then_close(&mut ws, &pod).await;
     });
     all_idle(&proxy, &pods);
 }
