@@ -133,17 +133,25 @@ impl GetProxyDigest for PlainStream {
 
 impl GetSocketDigest for PlainStream {
     fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        let digest = self.digest.get_or_init(|| {
-            let digest = SocketDigest::from_raw_fd(self.tcp.as_raw_fd());
-            let _ = digest
-                .peer_addr
-                .set(Some(pingora::protocols::l4::socket::SocketAddr::Inet(
-                    self.peer,
-                )));
-            Arc::new(digest)
-        });
-        Some(Arc::clone(digest))
+        Some(socket_digest(&self.digest, &self.tcp, self.peer))
     }
+}
+
+/// A client socket's digest for pingora's pipeline, made on first use: the
+/// descriptor's and the client's address (shared with `TlsClientStream`).
+pub(super) fn socket_digest(
+    made: &OnceLock<Arc<SocketDigest>>,
+    tcp: &TcpStream,
+    peer: SocketAddr,
+) -> Arc<SocketDigest> {
+    let digest = made.get_or_init(|| {
+        let digest = SocketDigest::from_raw_fd(tcp.as_raw_fd());
+        let _ = digest
+            .peer_addr
+            .set(Some(pingora::protocols::l4::socket::SocketAddr::Inet(peer)));
+        Arc::new(digest)
+    });
+    Arc::clone(digest)
 }
 
 #[async_trait]

@@ -25,6 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
+use super::plain::socket_digest;
 use super::write_buffer::WriteBuffer;
 
 /// Bytes read to learn that a request began: the method's first few.
@@ -185,16 +186,7 @@ impl GetProxyDigest for TlsClientStream {
 
 impl GetSocketDigest for TlsClientStream {
     fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        let digest = self.socket.get_or_init(|| {
-            let digest = SocketDigest::from_raw_fd(self.tls.get_ref().0.as_raw_fd());
-            let _ = digest
-                .peer_addr
-                .set(Some(pingora::protocols::l4::socket::SocketAddr::Inet(
-                    self.peer,
-                )));
-            Arc::new(digest)
-        });
-        Some(Arc::clone(digest))
+        Some(socket_digest(&self.socket, self.tls.get_ref().0, self.peer))
     }
 }
 
