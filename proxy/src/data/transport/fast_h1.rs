@@ -36,6 +36,7 @@ use crate::data::policy::screen::{
 use crate::data::table::RouteRuntime;
 use crate::data::transport::buffers;
 use crate::data::transport::h1::ChunkedEnd;
+use crate::data::transport::head_lines::LineCopy;
 use crate::data::transport::lazy_timer::LazyTimer;
 use crate::data::transport::upstream_pool;
 use crate::data::transport::DOWNSTREAM_WRITE_BUFFER;
@@ -466,13 +467,14 @@ fn write_upstream_head(
             .map(|h| h.value),
     );
     let mut prior_for: Option<&[u8]> = None;
+    let mut lines = LineCopy::request(req.raw, out);
     for h in req.headers {
         let name = h.name;
         if name.eq_ignore_ascii_case("x-forwarded-for") {
             prior_for.get_or_insert(h.value);
         }
         if !headers::drop_upstream(name, &connection, route_headers, false) {
-            copy_header(out, req.raw, name.as_bytes(), h.value);
+            lines.copy(name.as_bytes(), h.value);
         }
     }
     let forwarded = Forwarded {
@@ -482,51 +484,12 @@ fn write_upstream_head(
         proto,
     };
     forwarded.each(route_headers, |name, value| {
-        header_line(out, name.as_bytes(), value)
+        lines.put(name.as_bytes(), value)
     });
     for (name, value) in route_headers {
-        header_line(out, name.as_bytes(), value.as_bytes());
+        lines.put(name.as_bytes(), value.as_bytes());
     }
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Writes a parsed header as `name: value` CRLF, copying its line from `raw`
-/// in one piece when it is already written that way (almost always).
-fn copy_header(out: &mut Vec<u8>, raw: &[u8], name: &[u8], value: &[u8]) {
-    match raw_line(raw, name, value) {
-        Some(line) => out.extend_from_slice(line),
-        None => header_line(out, name, &headers::unfold(value)),
-    }
-}
-
-/// The header's line in `raw` with its CRLF, if the name is followed by a
-/// colon right away and the value by CRLF: the form `header_line` writes.
-/// (Responses may have spaces before the colon or bare LF line ends; those
-/// are rewritten.)
-fn raw_line<'a>(raw: &'a [u8], name: &[u8], value: &[u8]) -> Option<&'a [u8]> {
-    let base = raw.as_ptr() as usize;
-    let start = (name.as_ptr() as usize).checked_sub(base)?;
-    let value_start = (value.as_ptr() as usize).checked_sub(base)?;
-    let end = value_start.checked_add(value.len())?;
-    let gap = raw.get(start + name.len()..value_start)?;
-    // The colon, then only the optional whitespace httparse skipped; an
-    // obs-folded value (line breaks inside) is rewritten unfolded.
-    if gap.first() != Some(&b':')
-        || !gap[1..].iter().all(|&b| b == b' ' || b == b'\t')
-        || value.iter().any(|&b| b == b'\r' || b == b'\n')
-    {
-        return None;
-    }
-    match raw.get(end..end + 2) {
-        Some(b"\r\n") => raw.get(start..end + 2),
-        _ => None,
-    }
-}
-
-fn header_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
+    lines.finish();
     out.extend_from_slice(b"\r\n");
 }
 
@@ -1050,6 +1013,7 @@ fn write_client_head(
             .filter(|h| h.name.eq_ignore_ascii_case("connection"))
             .map(|h| h.value),
     );
+    let mut lines = LineCopy::response(raw, out);
     for h in headers {
         if headers::drop_downstream(h.name, &connection, route_headers, false) {
             continue;
@@ -1057,15 +1021,16 @@ fn write_client_head(
         if h.name.eq_ignore_ascii_case("transfer-encoding") {
             let value = headers::tidy_list(h.value);
             if !value.is_empty() {
-                copy_header(out, raw, h.name.as_bytes(), &value);
+                lines.copy(h.name.as_bytes(), &value);
             }
         } else {
-            copy_header(out, raw, h.name.as_bytes(), h.value);
+            lines.copy(h.name.as_bytes(), h.value);
         }
     }
     for (name, value) in route_headers {
-        header_line(out, name.as_bytes(), value.as_bytes());
+        lines.put(name.as_bytes(), value.as_bytes());
     }
+    lines.finish();
     match keep_alive {
         true => out.extend_from_slice(b"Connection: keep-alive\r\n\r\n"),
         false => out.extend_from_slice(b"Connection: close\r\n\r\n"),
@@ -1100,11 +1065,13 @@ fn interim_head(raw: &[u8]) -> Option<Vec<u8>> {
     out.push(b' ');
     out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
+    let mut lines = LineCopy::response(raw, &mut out);
     for h in resp.headers.iter() {
         if !headers::drop_downstream(h.name, &connection, &[], false) {
-            copy_header(&mut out, raw, h.name.as_bytes(), h.value);
+            lines.copy(h.name.as_bytes(), h.value);
         }
     }
+    lines.finish();
     out.extend_from_slice(b"\r\n");
     Some(out)
 }
@@ -1168,7 +1135,7 @@ async fn write_all(client: &mut Stream, bytes: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{head_complete, head_end, plain_host_byte, plain_uri_byte, raw_line};
+    use super::{head_complete, head_end, plain_host_byte, plain_uri_byte};
     use super::{send, LazyTimer, UpstreamError};
     use crate::data::transport::plain::PlainStream;
     use bytes::BytesMut;
@@ -1236,34 +1203,6 @@ mod tests {
         let mut buf = BytesMut::new();
         let closed = send_head(&mut upstream, &mut buf, long).await;
         assert!(matches!(closed, Err(UpstreamError::Broken)));
-    }
-
-    #[test]
-    fn header_lines_are_copied_whole_only_when_already_in_canonical_form() {
-        let head = b"HTTP/1.1 200 OK\r\nA: b\r\nC:d\r\nE : f\r\nG: h\nI:\r\n\r\n";
-        let mut headers = [httparse::EMPTY_HEADER; 8];
-        let mut resp = httparse::Response::new(&mut headers);
-        httparse::ParserConfig::default()
-            .allow_spaces_after_header_name_in_responses(true)
-            .parse_response(&mut resp, head)
-            .unwrap();
-        let lines: Vec<Option<&[u8]>> = resp
-            .headers
-            .iter()
-            .map(|h| raw_line(head, h.name.as_bytes(), h.value))
-            .collect();
-        let expected: [Option<&[u8]>; 5] = [
-            Some(b"A: b\r\n"),
-            Some(b"C:d\r\n"),
-            None, // space before the colon: rewritten
-            None, // bare LF: rewritten
-            Some(b"I:\r\n"),
-        ];
-        assert_eq!(lines, expected);
-        // Slices from elsewhere are never taken for lines of `head`.
-        assert_eq!(raw_line(head, b"A", b"b"), None);
-        let other = b"A: b\r\n".to_vec();
-        assert_eq!(raw_line(head, &other[..1], &other[3..4]), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod conn_watch;
 pub mod fast_h1;
 pub mod front;
 pub mod h1;
+pub mod head_lines;
 pub mod lazy_timer;
 pub mod listener;
 pub mod pingora;
