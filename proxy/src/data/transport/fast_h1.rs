@@ -599,24 +599,16 @@ impl Exchange<'_> {
             }
             _ => return Err(ProxyError::new(ErrorKind::BadResponse)),
         };
-        let upstream_close = resp.version != Some(1)
-            || resp.headers.iter().any(|h| {
-                h.name.eq_ignore_ascii_case("connection")
-                    && h.value
-                        .split(|&b| b == b',')
-                        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-            });
+        let connection = ConnectionNames::parse(
+            resp.headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+                .map(|h| h.value),
+        );
+        let upstream_close = resp.version != Some(1) || connection.close;
         let keep_client =
             !self.req.client_close && !self.shutting_down && framing != BodyFraming::UntilClose;
-        write_client_head(
-            out,
-            status,
-            resp.reason.unwrap_or(""),
-            head,
-            resp.headers,
-            rr,
-            keep_client,
-        );
+        write_client_head(out, &resp, head, &connection, rr, keep_client);
         Ok(ClientHead {
             status,
             framing,
@@ -992,30 +984,23 @@ async fn send(
 /// hop-by-hop ones, the route's response headers, and our `Connection`.
 fn write_client_head(
     out: &mut Vec<u8>,
-    status: u16,
-    reason: &str,
+    resp: &httparse::Response<'_, '_>,
     raw: &[u8],
-    headers: &[httparse::Header<'_>],
+    connection: &ConnectionNames<'_>,
     rr: &RouteRuntime,
     keep_alive: bool,
 ) {
     let route_headers = &rr.route.response_headers;
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
-    let code = itoa_3(status);
+    let code = itoa_3(resp.code.unwrap_or(0));
     out.extend_from_slice(&code);
     out.push(b' ');
-    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    let connection = ConnectionNames::parse(
-        headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-            .map(|h| h.value),
-    );
     let mut lines = LineCopy::response(raw, out);
-    for h in headers {
-        if headers::drop_downstream(h.name, &connection, route_headers, false) {
+    for h in resp.headers.iter() {
+        if headers::drop_downstream(h.name, connection, route_headers, false) {
             continue;
         }
         if h.name.eq_ignore_ascii_case("transfer-encoding") {
