@@ -460,12 +460,7 @@ fn write_upstream_head(
     out.push(b' ');
     out.extend_from_slice(req.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let connection = ConnectionNames::parse(
-        req.headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-            .map(|h| h.value),
-    );
+    let connection = connection_names(req.headers);
     let mut prior_for: Option<&[u8]> = None;
     let mut lines = LineCopy::request(req.raw, out);
     for h in req.headers {
@@ -599,12 +594,7 @@ impl Exchange<'_> {
             }
             _ => return Err(ProxyError::new(ErrorKind::BadResponse)),
         };
-        let connection = ConnectionNames::parse(
-            resp.headers
-                .iter()
-                .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-                .map(|h| h.value),
-        );
+        let connection = connection_names(resp.headers);
         let upstream_close = resp.version != Some(1) || connection.close;
         let keep_client =
             !self.req.client_close && !self.shutting_down && framing != BodyFraming::UntilClose;
@@ -980,6 +970,16 @@ async fn send(
     }
 }
 
+/// What a parsed head's `Connection` fields say.
+fn connection_names<'h>(fields: &[httparse::Header<'h>]) -> ConnectionNames<'h> {
+    ConnectionNames::parse(
+        fields
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .map(|h| h.value),
+    )
+}
+
 /// The client's response head: the endpoint's status and headers without
 /// hop-by-hop ones, the route's response headers, and our `Connection`.
 fn write_client_head(
@@ -1038,12 +1038,7 @@ fn interim_head(raw: &[u8]) -> Option<Vec<u8>> {
     {
         return None;
     }
-    let connection = ConnectionNames::parse(
-        resp.headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-            .map(|h| h.value),
-    );
+    let connection = connection_names(resp.headers);
     let mut out = Vec::with_capacity(raw.len());
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(&itoa_3(status));

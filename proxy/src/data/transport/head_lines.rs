@@ -79,7 +79,7 @@ fn has_line_feed(value: &[u8]) -> bool {
     value.iter().fold(false, |found, &b| found | (b == b'\n'))
 }
 
-pub fn header_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+fn header_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
